@@ -1,0 +1,124 @@
+"""`lightweight`: the one command line. dvc.yaml stages call `lightweight run STAGE`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+from tasks.config import ConfigError, load_params
+from tasks.dataset import DatasetError
+from tasks.layout import Layout
+from tasks.yolo import CheckpointError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+_USER_ERRORS = (ConfigError, CheckpointError, DatasetError)
+
+
+class Stage(StrEnum):
+    demo_data = "demo_data"
+    base = "base"
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def _fail(error: Exception) -> None:
+    typer.echo(f"error: {error}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def run(
+    stage: Stage,
+    root: Path = typer.Option(Path("."), help="project folder holding params.yaml"),
+) -> None:
+    """Run one pipeline stage (what a dvc.yaml stage calls), without Prefect."""
+    _setup_logging()
+    layout = Layout(root)
+    try:
+        params = load_params(layout.params)  # validated before any work starts
+        if stage is Stage.demo_data:
+            from tasks.demo_data import generate_demo_data
+
+            generate_demo_data(params.demo, layout.demo_data)
+        elif stage is Stage.base:
+            from tasks.base import prepare_base_model
+
+            data_yaml = Path(params.model.data) if params.model.data else layout.demo_data / "data.yaml"
+            weights = Path(params.model.weights) if params.model.weights else None
+            prepare_base_model(params.base, data_yaml, layout.base_weights, layout.base_metrics, weights)
+    except _USER_ERRORS as error:
+        _fail(error)
+
+
+@app.command()
+def inspect(
+    checkpoint: Path,
+    as_json: bool = typer.Option(False, "--json", help="print machine-readable JSON"),
+) -> None:
+    """Describe a YOLOv5 checkpoint: classes, size, GFLOPs, layer widths, training state."""
+    from tasks.yolo import describe_checkpoint
+
+    try:
+        info = describe_checkpoint(checkpoint)
+    except _USER_ERRORS as error:
+        _fail(error)
+    if as_json:
+        typer.echo(json.dumps(info.to_dict(), indent=2))
+        return
+    typer.echo(f"{info.path}")
+    typer.echo(f"  classes    nc={info.nc} {info.names}")
+    typer.echo(f"  size       {info.parameters:,} parameters, {info.gflops_640:.2f} GFLOPs at 640")
+    typer.echo(f"  training   epoch={info.epoch} ema={'yes' if info.has_ema else 'no'} "
+               f"optimizer={'yes' if info.has_optimizer else 'no'} date={info.date}")  # fmt: skip
+    typer.echo(f"  yaml       {info.yaml_file}")
+    typer.echo(
+        "  layers     " + " ".join(f"{layer.index}:{layer.module}={layer.out_channels}" for layer in info.layers)
+    )
+
+
+@app.command()
+def params(root: Path = typer.Option(Path("."), help="project folder holding params.yaml")) -> None:
+    """Validate params.yaml and print the full, typed parameters."""
+    try:
+        typer.echo(json.dumps(load_params(Layout(root).params).model_dump(mode="json"), indent=2))
+    except ConfigError as error:
+        _fail(error)
+
+
+@app.command()
+def flow(
+    root: Path = typer.Option(Path("."), help="project folder holding params.yaml"),
+    set_: list[str] = typer.Option([], "--set", "-S", help="override a parameter, e.g. -S base.epochs=5"),
+) -> None:
+    """Run the whole pipeline as a Prefect flow of cached tasks."""
+    import yaml
+
+    from flows.pipeline import pipeline
+
+    overrides = {}
+    for item in set_:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _fail(ConfigError(f"--set {item!r}: expected KEY=VALUE"))
+        overrides[key] = yaml.safe_load(value)
+    try:
+        load_params(Layout(root).params, overrides)  # fail fast, before Prefect starts
+    except ConfigError as error:
+        _fail(error)
+    pipeline(root=root, overrides=overrides)
+
+
+def main() -> None:  # pragma: no cover - `python -m flows.cli`
+    app(sys.argv[1:])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,32 @@
+"""The LightWeight DAG as a Prefect flow of cached tasks: it only sequences steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+
+from tasks.base import BaseResult, base_task
+from tasks.config import load_params
+from tasks.demo_data import demo_data_task
+from tasks.layout import Layout
+
+__all__ = ["pipeline"]
+
+
+@flow(name="pipeline", log_prints=True)
+def pipeline(root: Path = Path("."), overrides: dict[str, Any] | None = None) -> BaseResult:
+    """demo data -> base detector (later: prune -> merge -> yaml -> retrain -> val -> detect -> report)."""
+    layout = Layout(Path(root))
+    params = load_params(layout.params, overrides)
+    demo = demo_data_task(params.demo, out_dir=layout.demo_data)
+    data_yaml = Path(params.model.data) if params.model.data else demo / "data.yaml"
+    return base_task(
+        params.base,
+        data_yaml=data_yaml,
+        dataset=data_yaml.parent,
+        weights=Path(params.model.weights) if params.model.weights else None,
+        out_weights=layout.base_weights,
+        out_metrics=layout.base_metrics,
+    )

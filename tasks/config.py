@@ -1,0 +1,116 @@
+"""Typed, validated pipeline parameters: one section per stage of `params.yaml`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = ["BaseConfig", "ConfigError", "DemoConfig", "ModelConfig", "Params", "load_params"]
+
+
+class ConfigError(ValueError):
+    """A parameter file that cannot be used, with every offending key named."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DemoConfig(_Section):
+    """Synthetic street scenes, the embedded demo data."""
+
+    seed: int = 0  # same seed, byte-identical dataset and videos
+    image_width: int = Field(320, ge=64, le=2048)  # dataset image size in pixels
+    image_height: int = Field(320, ge=64, le=2048)
+    train_images: int = Field(400, ge=1)
+    val_images: int = Field(100, ge=1)
+    max_people: int = Field(6, ge=1, le=50)  # pedestrians per dataset image, drawn from 1..max_people
+    distractors: int = Field(4, ge=0, le=50)  # non-person objects per image (cars, poles, bins, trees)
+    videos: int = Field(2, ge=0, le=20)
+    video_frames: int = Field(240, ge=1)
+    video_width: int = Field(640, ge=64, le=4096)
+    video_height: int = Field(360, ge=64, le=4096)
+    video_fps: int = Field(15, ge=1, le=120)
+    video_people: int = Field(8, ge=1, le=100)  # pedestrians crossing each video
+
+
+class ModelConfig(_Section):
+    """Where the detector and its dataset come from: the demo, or your own."""
+
+    weights: str = ""  # your own YOLOv5 checkpoint (best.pt); empty trains the demo detector
+    data: str = ""  # your own YOLOv5 dataset yaml; empty uses the demo dataset
+
+    @model_validator(mode="after")
+    def _user_paths_exist(self) -> ModelConfig:
+        for key in ("weights", "data"):
+            value = getattr(self, key)
+            if value and not Path(value).is_file():
+                raise ValueError(f"{key}: file not found: {value}")
+        return self
+
+
+class BaseConfig(_Section):
+    """Training the base detector with YOLOv5's own train.py."""
+
+    cfg: str = "yolov5n.yaml"  # model yaml: a stock name (yolov5n/s/m/l/x.yaml) or a path
+    epochs: int = Field(60, ge=1)
+    imgsz: int = Field(192, ge=32, le=1280, multiple_of=32)
+    batch: int = Field(16, ge=1)
+    workers: int = Field(2, ge=0, le=16)  # dataloader processes
+    patience: int = Field(100, ge=0)  # early stopping; 0 disables it
+    seed: int = 0
+    hyp: dict[str, float] = Field(default_factory=dict)  # overrides of YOLOv5's hyp.scratch-low.yaml
+
+
+class Params(_Section):
+    """All of `params.yaml`."""
+
+    demo: DemoConfig = DemoConfig()
+    model: ModelConfig = ModelConfig()
+    base: BaseConfig = BaseConfig()
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid parameters"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"  {key}: {message}")
+    return "\n".join(lines)
+
+
+def _apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set dotted keys (`base.epochs`) on a copy of the raw parameters."""
+    merged = {section: dict(values) if isinstance(values, dict) else values for section, values in raw.items()}
+    for dotted, value in overrides.items():
+        section, _, key = dotted.partition(".")
+        if not key:
+            raise ConfigError(f"override {dotted!r}: expected SECTION.KEY, e.g. base.epochs")
+        target = merged.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"override {dotted!r}: section {section!r} is not a mapping")
+        target[key] = value
+    return merged
+
+
+def load_params(path: Path | str = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:
+    """Read and validate the parameter file, failing with every bad key named."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as error:
+        raise ConfigError(f"{path}: parameter file not found") from error
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    raw = _apply_overrides(raw, overrides or {})
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, str(path))) from None

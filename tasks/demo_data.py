@@ -1,0 +1,185 @@
+"""Stage `demo_data`: a seeded YOLOv5 dataset of street scenes plus demo videos with ground truth."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+from prefect import task
+from tqdm import tqdm
+
+from tasks.atomic import atomic_dir, write_json
+from tasks.caching import step_cache_policy
+from tasks.config import DemoConfig
+from tasks.synthetic import (
+    COLOUR_NAMES,
+    Pedestrian,
+    Scene,
+    random_distractor,
+    random_pedestrian,
+    random_scene,
+    render,
+)
+
+__all__ = ["DemoSummary", "demo_data_task", "generate_demo_data"]
+
+log = logging.getLogger(__name__)
+
+_SPLITS = {"train": 0, "val": 1}
+_VIDEO_STREAM = 2
+
+
+@dataclass(frozen=True)
+class DemoSummary:
+    root: Path
+    images: dict[str, int]
+    boxes: dict[str, int]
+    videos: list[str]
+    frames_per_video: int
+
+
+def _rng(seed: int, *stream: int) -> np.random.Generator:
+    """An independent generator per item, so changing one count does not reshuffle the rest."""
+    return np.random.default_rng([seed, *stream])
+
+
+def _foot_range(scene: Scene, height: int) -> tuple[float, float]:
+    ground = height - scene.horizon
+    return scene.horizon + 0.15 * ground, height * 1.03
+
+
+def _write_split(cfg: DemoConfig, split: str, count: int, root: Path) -> int:
+    images, labels = root / "images" / split, root / "labels" / split
+    images.mkdir(parents=True)
+    labels.mkdir(parents=True)
+    w, h = cfg.image_width, cfg.image_height
+    boxes = 0
+    with (root / "attributes" / f"{split}.csv").open("w", newline="") as handle:
+        rows = csv.writer(handle)
+        rows.writerow(["image", "box", "colour", "colour_name", "x1", "y1", "x2", "y2", "visible"])
+        for i in tqdm(range(count), desc=f"demo {split}", unit="img", leave=False):
+            rng = _rng(cfg.seed, _SPLITS[split], i)
+            scene = random_scene(rng, w, h)
+            low, high = _foot_range(scene, h)
+            people = [
+                random_pedestrian(rng, scene, rng.uniform(-0.05 * w, 1.05 * w), rng.uniform(low, high))
+                for _ in range(int(rng.integers(1, cfg.max_people + 1)))
+            ]
+            clutter = [
+                random_distractor(rng, scene, rng.uniform(0, w), rng.uniform(low, high))
+                for _ in range(int(rng.integers(0, cfg.distractors + 1)))
+            ]
+            image, placed = render(scene, people, clutter, rng=rng)
+            name = f"{split}_{i:05d}"
+            cv2.imwrite(str(images / f"{name}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+            lines = []
+            for n, p in enumerate(placed):
+                x1, y1, x2, y2 = p.box
+                lines.append(
+                    f"0 {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}"
+                )
+                rows.writerow([f"{name}.jpg", n, p.colour, COLOUR_NAMES[p.colour], x1, y1, x2, y2, p.visible])
+            (labels / f"{name}.txt").write_text("".join(line + "\n" for line in lines))
+            boxes += len(placed)
+    return boxes
+
+
+@dataclass(frozen=True)
+class _Walker:
+    person: Pedestrian
+    start: int  # frame the walker enters
+    x0: float
+    speed: float  # pixels per frame, signed
+
+
+def _walkers(rng: np.random.Generator, cfg: DemoConfig, scene: Scene) -> list[_Walker]:
+    low, high = _foot_range(scene, cfg.video_height)
+    walkers = []
+    for _ in range(cfg.video_people):
+        person = random_pedestrian(rng, scene, 0.0, rng.uniform(low, min(high, cfg.video_height * 0.98)))
+        direction = 1 if rng.random() < 0.5 else -1
+        speed = direction * person.height * rng.uniform(0.02, 0.04)
+        margin = person.height * 0.4
+        x0 = -margin if direction > 0 else cfg.video_width + margin
+        start = int(rng.integers(-cfg.video_frames // 3, max(1, cfg.video_frames * 2 // 3)))
+        walkers.append(_Walker(person, start, x0, speed))
+    return walkers
+
+
+def _write_video(cfg: DemoConfig, index: int, root: Path) -> str:
+    rng = _rng(cfg.seed, _VIDEO_STREAM, index)
+    w, h = cfg.video_width, cfg.video_height
+    scene = random_scene(rng, w, h)
+    low, high = _foot_range(scene, h)
+    clutter = [random_distractor(rng, scene, rng.uniform(0, w), rng.uniform(low, high)) for _ in range(cfg.distractors)]
+    walkers = _walkers(rng, cfg, scene)
+    name = f"street_{index:02d}"
+    writer = cv2.VideoWriter(
+        str(root / "videos" / f"{name}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), cfg.video_fps, (w, h)
+    )
+    if not writer.isOpened():
+        raise RuntimeError("OpenCV cannot write mp4v video on this machine")
+    try:
+        with (root / "videos" / f"{name}.csv").open("w", newline="") as handle:
+            rows = csv.writer(handle)
+            rows.writerow(["frame", "id", "left", "top", "width", "height", "colour", "colour_name", "visible"])
+            for frame in tqdm(range(cfg.video_frames), desc=name, unit="frame", leave=False):
+                people, ids = [], []
+                for walker_id, walker in enumerate(walkers):
+                    steps = frame - walker.start
+                    x = walker.x0 + walker.speed * steps
+                    if steps >= 0 and -walker.person.height < x < w + walker.person.height:
+                        phase = walker.person.phase + abs(walker.speed) * steps / (0.12 * walker.person.height)
+                        people.append(_moved(walker.person, x, phase))
+                        ids.append(walker_id)
+                image, placed = render(scene, people, clutter, rng=_rng(cfg.seed, _VIDEO_STREAM, index, frame))
+                writer.write(image)
+                for p in placed:
+                    x1, y1, x2, y2 = p.box
+                    rows.writerow([frame, ids[p.pedestrian], x1, y1, x2 - x1, y2 - y1, p.colour,
+                                   COLOUR_NAMES[p.colour], p.visible])  # fmt: skip
+    finally:
+        writer.release()
+    return f"{name}.mp4"
+
+
+def _moved(person: Pedestrian, x: float, phase: float) -> Pedestrian:
+    return replace(person, x=x, phase=phase)
+
+
+def _write_data_yaml(root: Path) -> None:
+    data = {
+        "path": ".",  # the folder of this file; LightWeight resolves it before handing it to YOLOv5
+        "train": "images/train",
+        "val": "images/val",
+        "nc": 1,
+        "names": {0: "person"},
+        "colours": list(COLOUR_NAMES),  # upper-body colour classes in attributes/*.csv and videos/*.csv
+    }
+    (root / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def generate_demo_data(cfg: DemoConfig, out_dir: Path) -> DemoSummary:
+    """Render the demo dataset and videos into `out_dir`, replacing it atomically."""
+    counts = {"train": cfg.train_images, "val": cfg.val_images}
+    with atomic_dir(out_dir) as root:
+        (root / "attributes").mkdir()
+        (root / "videos").mkdir()
+        boxes = {split: _write_split(cfg, split, n, root) for split, n in counts.items()}
+        videos = [_write_video(cfg, i, root) for i in range(cfg.videos)]
+        _write_data_yaml(root)
+        summary = {"images": counts, "boxes": boxes, "videos": videos, "frames_per_video": cfg.video_frames}
+        write_json(root / "summary.json", summary)
+    log.info("demo data in %s: %s images, %s boxes, %d videos", out_dir, counts, boxes, len(videos))
+    return DemoSummary(out_dir, counts, boxes, videos, cfg.video_frames)
+
+
+@task(name="demo_data", cache_policy=step_cache_policy(code=("tasks.demo_data", "tasks.synthetic")))
+def demo_data_task(cfg: DemoConfig, out_dir: Path) -> Path:
+    """Render the embedded demo data."""
+    return generate_demo_data(cfg, out_dir).root

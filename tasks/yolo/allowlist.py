@@ -1,0 +1,79 @@
+"""The classes and functions a YOLOv5 checkpoint is made of: the `torch.load` allow-list."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["CHECKPOINT_GLOBALS"]
+
+
+def _yolov5_modules() -> list[type]:
+    from yolov5.models import common, experimental, yolo
+
+    return [
+        # detection/segmentation/classification models and their heads
+        yolo.DetectionModel, yolo.SegmentationModel, yolo.ClassificationModel,
+        yolo.Detect, yolo.Segment,
+        # building blocks the stock yamls use
+        common.Conv, common.DWConv, common.DWConvTranspose2d, common.Bottleneck, common.BottleneckCSP,
+        common.CrossConv, common.C3, common.C3x, common.C3TR, common.C3SPP, common.C3Ghost,
+        common.SPP, common.SPPF, common.Focus, common.GhostConv, common.GhostBottleneck,
+        common.Contract, common.Expand, common.Concat, common.Proto, common.Classify,
+        common.TransformerLayer, common.TransformerBlock,
+        experimental.Sum, experimental.MixConv2d,
+    ]  # fmt: skip
+
+
+_TORCH_MODULES: list[type] = [
+    nn.Sequential, nn.ModuleList, nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.SiLU, nn.ReLU,
+    nn.LeakyReLU, nn.Hardswish, nn.Identity, nn.Upsample, nn.MaxPool2d, nn.AdaptiveAvgPool2d,
+    nn.Dropout, nn.Linear, nn.Flatten, nn.MultiheadAttention, nn.modules.linear.NonDynamicallyQuantizableLinear,
+]  # fmt: skip
+
+# numpy scalars/arrays appear in `best_fitness` and in some `opt` values
+_NUMPY: list[Callable[..., Any] | type] = [
+    np._core.multiarray._reconstruct,
+    np._core.multiarray.scalar,
+    np.ndarray,
+    np.dtype,
+    type(np.dtype(np.float64)),
+    type(np.dtype(np.float32)),
+    type(np.dtype(np.int64)),
+]
+
+
+def _aliases(objects: list[type]) -> list[tuple[Any, str]]:
+    """The same classes under the module paths of an ultralytics/yolov5 git checkout (`models.yolo...`)."""
+    return [(obj, f"{obj.__module__.removeprefix('yolov5.')}.{obj.__qualname__}") for obj in objects]
+
+
+def _build() -> list[Any]:
+    yolov5_modules = _yolov5_modules()
+    from yolov5.models import yolo
+
+    numpy_legacy = [
+        (np._core.multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
+        (np._core.multiarray.scalar, "numpy.core.multiarray.scalar"),
+    ]
+    model_alias = [
+        (yolo.DetectionModel, "models.yolo.Model"),
+        (yolo.DetectionModel, "yolov5.models.yolo.Model"),
+    ]
+    return [
+        *yolov5_modules,
+        *_aliases(yolov5_modules),
+        *model_alias,
+        *_TORCH_MODULES,
+        *_NUMPY,
+        *numpy_legacy,
+        torch._utils._rebuild_parameter,
+        set,
+    ]
+
+
+CHECKPOINT_GLOBALS: list[Any] = _build()

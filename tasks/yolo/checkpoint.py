@@ -1,0 +1,168 @@
+"""Loading YOLOv5 checkpoints safely and describing what they hold."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from tasks.yolo.runtime import yolov5_runtime
+
+__all__ = [
+    "CheckpointError",
+    "CheckpointInfo",
+    "LayerWidth",
+    "UnsafeCheckpointError",
+    "count_gflops",
+    "describe_checkpoint",
+    "detection_model",
+    "load_checkpoint",
+]
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable YOLOv5 detection checkpoint."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A pickle that references something outside the YOLOv5 allow-list; nothing in it was run."""
+
+
+def load_checkpoint(path: Path | str) -> dict[str, Any]:
+    """Load a YOLOv5 checkpoint dict with `weights_only=True` and the YOLOv5 allow-list."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: file is empty")
+    if not zipfile.is_zipfile(path) and _looks_truncated_zip(path):
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint (incomplete zip archive)")
+    try:
+        with yolov5_runtime():
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "Unsupported global" not in str(error):
+            raise CheckpointError(f"{path}: not a readable torch checkpoint ({error})") from None
+        detail = str(error).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
+        detail = detail.split(" was not an allowed global")[0]
+        raise UnsafeCheckpointError(
+            f"{path}: refused to load: it references code outside the YOLOv5 checkpoint allow-list "
+            f"({detail}). Nothing in the file was executed."
+        ) from None
+    except Exception as error:  # torch raises many types for bytes it cannot parse
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(error).__name__}: {error})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        kind = type(ckpt).__name__
+        raise CheckpointError(f"{path}: not a YOLOv5 checkpoint (expected a dict with 'model', got {kind})")
+    return ckpt
+
+
+def _looks_truncated_zip(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(4) == b"PK\x03\x04"
+
+
+def detection_model(ckpt: dict[str, Any], path: Path | str = "checkpoint") -> nn.Module:
+    """The float32 detection network of a checkpoint (EMA weights when present, as YOLOv5 uses)."""
+    from yolov5.models.yolo import ClassificationModel, DetectionModel, SegmentationModel
+
+    model = ckpt.get("ema") or ckpt["model"]
+    if isinstance(model, ClassificationModel):
+        raise CheckpointError(f"{path}: a YOLOv5 classification model, not a detection model")
+    if isinstance(model, SegmentationModel):
+        raise CheckpointError(f"{path}: a YOLOv5 segmentation model; only detection models are supported")
+    if not isinstance(model, DetectionModel):
+        raise CheckpointError(f"{path}: 'model' is a {type(model).__name__}, not a YOLOv5 DetectionModel")
+    return model.float().eval()
+
+
+@dataclass(frozen=True)
+class LayerWidth:
+    index: int
+    module: str
+    out_channels: int
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    path: str
+    nc: int
+    names: dict[int, str]
+    parameters: int
+    gflops_640: float
+    epoch: int
+    has_ema: bool
+    has_optimizer: bool
+    yaml_file: str
+    date: str | None
+    layers: list[LayerWidth]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _names(model: nn.Module) -> dict[int, str]:
+    names = getattr(model, "names", None) or {}
+    if isinstance(names, list | tuple):
+        names = dict(enumerate(names))
+    return {int(k): str(v) for k, v in names.items()}
+
+
+def count_gflops(model: nn.Module, imgsz: int = 640) -> float:
+    """GFLOPs of one forward pass at `imgsz` (YOLOv5's convention: 2 x multiply-accumulates)."""
+    parameter = next(model.parameters())
+    image = torch.zeros(1, 3, imgsz, imgsz, dtype=parameter.dtype, device=parameter.device)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(image)
+    return counter.get_total_flops() / 1e9
+
+
+def layer_widths(model: nn.Module, imgsz: int = 64) -> list[LayerWidth]:
+    """Output channels of every top-level layer, traced with one small forward pass."""
+    widths: dict[int, int] = {}
+
+    def record(index: int):
+        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            outputs = output if isinstance(output, list | tuple) else [output]
+            widths[index] = sum(o.shape[1] for o in outputs if isinstance(o, torch.Tensor) and o.dim() >= 2)
+
+        return hook
+
+    detect = model.model[-1]
+    handles = [m.register_forward_hook(record(i)) for i, m in enumerate(model.model[:-1])]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, imgsz, imgsz))
+    finally:
+        for handle in handles:
+            handle.remove()
+    layers = [LayerWidth(i, type(m).__name__, widths[i]) for i, m in enumerate(model.model[:-1])]
+    head_width = detect.m[0].out_channels  # na * (nc + 5), the same at every level
+    layers.append(LayerWidth(len(model.model) - 1, type(detect).__name__, head_width))
+    return layers
+
+
+def describe_checkpoint(path: Path | str) -> CheckpointInfo:
+    """What a checkpoint is: classes, size, cost and training state, all read from the file itself."""
+    ckpt = load_checkpoint(path)
+    model = detection_model(ckpt, path)
+    return CheckpointInfo(
+        path=str(path),
+        nc=int(model.model[-1].nc),  # the Detect head, which is what the weights were trained for
+        names=_names(model),
+        parameters=sum(p.numel() for p in model.parameters()),
+        gflops_640=round(count_gflops(model), 3),
+        epoch=int(ckpt.get("epoch", -1) if ckpt.get("epoch") is not None else -1),
+        has_ema=ckpt.get("ema") is not None,
+        has_optimizer=ckpt.get("optimizer") is not None,
+        yaml_file=str(getattr(model, "yaml_file", "") or model.yaml.get("yaml_file", "")),
+        date=ckpt.get("date"),
+        layers=layer_widths(model),
+    )

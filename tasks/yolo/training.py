@@ -1,0 +1,103 @@
+"""YOLOv5's own train.py and val.py, run in-process with our runtime fixes."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from tasks.yolo.runtime import yolov5_runtime
+
+__all__ = ["ValMetrics", "default_hyp", "train", "validate"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ValMetrics:
+    precision: float
+    recall: float
+    map50: float
+    map50_95: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: round(v, 5) for k, v in asdict(self).items()}
+
+
+def default_hyp() -> dict[str, Any]:
+    """YOLOv5's hyp.scratch-low.yaml, the hyperparameters its train.py uses by default."""
+    import yolov5
+
+    return yaml.safe_load((Path(yolov5.__file__).parent / "data/hyps/hyp.scratch-low.yaml").read_text())
+
+
+def train(
+    *,
+    data: Path,
+    cfg: str,
+    weights: str,
+    run_dir: Path,
+    epochs: int,
+    imgsz: int,
+    batch: int,
+    workers: int,
+    patience: int,
+    seed: int,
+    hyp: dict[str, float] | None = None,
+) -> Path:
+    """Train with YOLOv5's train.py; returns the `best.pt` it writes (train.py's checkpoint format)."""
+    from yolov5 import train as yolov5_train
+
+    unknown = sorted(set(hyp or {}) - set(default_hyp()))
+    if unknown:
+        raise ValueError(f"unknown YOLOv5 hyperparameters: {', '.join(unknown)}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    hyp_file = run_dir / "hyp.yaml"
+    hyp_file.write_text(yaml.safe_dump({**default_hyp(), **(hyp or {})}, sort_keys=False))
+    with yolov5_runtime():
+        opt = yolov5_train.run(
+            data=str(data),
+            cfg=cfg,
+            weights=weights,
+            hyp=str(hyp_file),
+            epochs=epochs,
+            imgsz=imgsz,
+            batch_size=batch,
+            workers=workers,
+            patience=patience,
+            seed=seed,
+            device="cpu",
+            project=str(run_dir),
+            name="train",
+            exist_ok=True,
+            noplots=True,  # label histograms and batch mosaics cost minutes on a CPU
+        )
+    best = Path(opt.save_dir) / "weights" / "best.pt"
+    if not best.is_file():
+        raise RuntimeError(f"YOLOv5 training finished without writing {best}")
+    return best
+
+
+def validate(*, weights: Path, data: Path, imgsz: int, batch: int, workers: int, run_dir: Path) -> ValMetrics:
+    """Evaluate a checkpoint on the val split with YOLOv5's val.py."""
+    from yolov5 import val as yolov5_val
+
+    with yolov5_runtime(), torch.inference_mode(False):
+        (precision, recall, map50, map50_95, *_losses), *_per_class = yolov5_val.run(
+            data=str(data),
+            weights=str(weights),
+            imgsz=imgsz,
+            batch_size=batch,
+            workers=workers,
+            device="cpu",
+            task="val",
+            project=str(run_dir),
+            name="val",
+            exist_ok=True,
+            plots=False,
+        )
+    return ValMetrics(float(precision), float(recall), float(map50), float(map50_95))

@@ -1,0 +1,71 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tasks.config import ConfigError, Params, load_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, data: object) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_repository_params_are_valid_and_match_the_defaults():
+    assert load_params(REPO / "params.yaml") == Params()
+
+
+def test_unknown_key_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"base\.epoch: unknown key"):
+        load_params(write(tmp_path, {"base": {"epoch": 3}}))
+
+
+def test_unknown_section_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"prun: unknown key"):
+        load_params(write(tmp_path, {"prun": {"ratio": 0.5}}))
+
+
+def test_out_of_range_value_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"demo\.train_images: Input should be greater than or equal to 1"):
+        load_params(write(tmp_path, {"demo": {"train_images": 0}}))
+
+
+def test_every_bad_key_is_reported_at_once(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        load_params(write(tmp_path, {"base": {"imgsz": 100, "epochs": -1}}))
+    assert "base.imgsz" in str(error.value) and "base.epochs" in str(error.value)
+
+
+def test_missing_user_weights_are_an_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"model: .*weights: file not found: nowhere/best\.pt"):
+        load_params(write(tmp_path, {"model": {"weights": "nowhere/best.pt"}}))
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="parameter file not found"):
+        load_params(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("demo: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(bad)
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_params(write(tmp_path, [1, 2]))
+
+
+def test_overrides_apply_dotted_keys_and_are_validated(tmp_path):
+    path = write(tmp_path, {"base": {"epochs": 3}})
+    assert load_params(path, {"base.epochs": 5}).base.epochs == 5
+    assert load_params(path, {"demo.seed": 9}).demo.seed == 9
+    with pytest.raises(ConfigError, match=r"base\.epochs"):
+        load_params(path, {"base.epochs": 0})
+    with pytest.raises(ConfigError, match=r"expected SECTION\.KEY"):
+        load_params(path, {"epochs": 5})
+
+
+def test_params_are_frozen():
+    params = Params()
+    with pytest.raises(ValueError):
+        params.base.epochs = 3  # type: ignore[misc]
