@@ -23,6 +23,7 @@ demo: venv
 	dvc metrics show
 
 test: venv
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 test-fast: venv

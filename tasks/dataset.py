@@ -1,7 +1,9 @@
-"""YOLOv5 dataset yamls: checked before any work, and made absolute for YOLOv5.
+"""YOLOv5 dataset yamls: checked before any work, and rewritten for YOLOv5 into a run folder.
 
-YOLOv5 resolves a relative `path:` against its own package folder, so a portable dataset yaml
-(paths relative to the yaml itself, as the demo writes) is rewritten into the run folder first.
+Two YOLOv5 habits make a dataset yaml unusable as it is: it resolves a relative `path:` against
+its own package folder, and it writes `labels/*.cache` files into the dataset, which would change
+a DVC-tracked output behind DVC's back. So each split becomes a list of absolute image paths in
+the run folder, where YOLOv5 then keeps its cache.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from typing import Any
 
 import yaml
 
-__all__ = ["DatasetError", "read_dataset_yaml", "resolved_dataset_yaml"]
+__all__ = ["IMAGE_SUFFIXES", "DatasetError", "read_dataset_yaml", "resolved_dataset_yaml"]
+
+IMAGE_SUFFIXES = frozenset({".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm"})
 
 
 class DatasetError(ValueError):
@@ -43,10 +47,35 @@ def read_dataset_yaml(data_yaml: Path) -> dict[str, Any]:
     return {**data, "path": str(root), "names": names, "nc": len(names)}
 
 
+def _split_images(root: Path, entries: str | list[str]) -> list[str]:
+    images: list[str] = []
+    for entry in [entries] if isinstance(entries, str) else entries:
+        path = root / entry
+        if path.is_dir():
+            images += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.suffix == ".txt":  # YOLOv5's list format: one image per line, "./" relative to the list
+            for line in path.read_text().splitlines():
+                line = line.strip()
+                if line:
+                    images.append(str(path.parent / line[2:]) if line.startswith("./") else str(root / line))
+        else:
+            images.append(str(path))
+    return images
+
+
 def resolved_dataset_yaml(data_yaml: Path, run_dir: Path) -> Path:
-    """Write a copy of `data_yaml` with an absolute `path` into `run_dir` and return it."""
+    """Write `run_dir/data.yaml` whose splits list absolute image paths kept in `run_dir`; return it."""
     data = read_dataset_yaml(data_yaml)
     run_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(data["path"])
+    for split in ("train", "val", "test"):
+        if data.get(split):
+            images = _split_images(root, data[split])
+            if not images:
+                raise DatasetError(f"{data_yaml}: {split} split has no images")
+            listing = run_dir / f"{split}.txt"
+            listing.write_text("".join(f"{image}\n" for image in images))
+            data[split] = str(listing)
     out = run_dir / "data.yaml"
     out.write_text(yaml.safe_dump(data, sort_keys=False))
     return out

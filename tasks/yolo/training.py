@@ -51,6 +51,7 @@ def train(
 ) -> Path:
     """Train with YOLOv5's train.py; returns the `best.pt` it writes (train.py's checkpoint format)."""
     from yolov5 import train as yolov5_train
+    from yolov5.utils.callbacks import Callbacks
 
     unknown = sorted(set(hyp or {}) - set(default_hyp()))
     if unknown:
@@ -58,24 +59,29 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     hyp_file = run_dir / "hyp.yaml"
     hyp_file.write_text(yaml.safe_dump({**default_hyp(), **(hyp or {})}, sort_keys=False))
+    options = dict(
+        data=str(data),
+        cfg=cfg,
+        weights=weights,
+        hyp=str(hyp_file),
+        epochs=epochs,
+        imgsz=imgsz,
+        batch_size=batch,
+        workers=workers,
+        patience=patience,
+        seed=seed,
+        device="cpu",
+        project=str(run_dir),
+        name="train",
+        exist_ok=True,
+        noplots=True,  # label histograms and batch mosaics cost minutes on a CPU
+    )
     with yolov5_runtime():
-        opt = yolov5_train.run(
-            data=str(data),
-            cfg=cfg,
-            weights=weights,
-            hyp=str(hyp_file),
-            epochs=epochs,
-            imgsz=imgsz,
-            batch_size=batch,
-            workers=workers,
-            patience=patience,
-            seed=seed,
-            device="cpu",
-            project=str(run_dir),
-            name="train",
-            exist_ok=True,
-            noplots=True,  # label histograms and batch mosaics cost minutes on a CPU
-        )
+        opt = yolov5_train.parse_opt(known=True)
+        for key, value in options.items():
+            setattr(opt, key, value)
+        # train.run() would reuse main()'s default Callbacks(), which keeps every earlier run's loggers.
+        yolov5_train.main(opt, callbacks=Callbacks())
     best = Path(opt.save_dir) / "weights" / "best.pt"
     if not best.is_file():
         raise RuntimeError(f"YOLOv5 training finished without writing {best}")
@@ -85,6 +91,7 @@ def train(
 def validate(*, weights: Path, data: Path, imgsz: int, batch: int, workers: int, run_dir: Path) -> ValMetrics:
     """Evaluate a checkpoint on the val split with YOLOv5's val.py."""
     from yolov5 import val as yolov5_val
+    from yolov5.utils.callbacks import Callbacks
 
     with yolov5_runtime(), torch.inference_mode(False):
         (precision, recall, map50, map50_95, *_losses), *_per_class = yolov5_val.run(
@@ -99,5 +106,6 @@ def validate(*, weights: Path, data: Path, imgsz: int, batch: int, workers: int,
             name="val",
             exist_ok=True,
             plots=False,
+            callbacks=Callbacks(),
         )
     return ValMetrics(float(precision), float(recall), float(map50), float(map50_95))

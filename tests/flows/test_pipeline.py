@@ -1,0 +1,71 @@
+"""The Prefect flow: cached on contents, params and code; a param change reruns only what follows it."""
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.pipeline import pipeline
+from tests.conftest import TINY_BASE, TINY_DEMO
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory):
+    storage = tmp_path_factory.mktemp("prefect-results")
+    with prefect_test_harness(), temporary_settings({PREFECT_LOCAL_STORAGE_PATH: storage}):
+        yield
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    params = {"demo": TINY_DEMO.model_dump(), "base": TINY_BASE.model_dump()}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return tmp_path
+
+
+def task_states(flow_state) -> dict[str, str]:
+    flow_run_id = flow_state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {run.name.rsplit("-", 1)[0]: run.state.name for run in runs}
+
+
+def run_pipeline(project: Path, **overrides) -> tuple[dict[str, str], float]:
+    start = time.perf_counter()
+    state = pipeline(root=project, overrides=overrides or None, return_state=True)
+    elapsed = time.perf_counter() - start
+    assert state.is_completed(), state
+    return task_states(state), elapsed
+
+
+def test_rerun_is_cached_and_param_change_reruns_only_downstream(prefect_server, project: Path):
+    first, first_time = run_pipeline(project)
+    assert first == {"demo_data": "Completed", "base": "Completed"}
+    assert (project / "models" / "base.pt").is_file() and (project / "metrics" / "base.json").is_file()
+
+    second, second_time = run_pipeline(project)
+    assert second == {"demo_data": "Cached", "base": "Cached"}
+    assert second_time < 0.5 * first_time, (first_time, second_time)
+
+    changed, _ = run_pipeline(project, **{"base.imgsz": 96})
+    assert changed == {"demo_data": "Cached", "base": "Completed"}
+
+    reseeded, _ = run_pipeline(project, **{"demo.seed": TINY_DEMO.seed + 1})
+    assert reseeded == {"demo_data": "Completed", "base": "Completed"}
+
+
+def test_a_deleted_output_is_rebuilt_not_served_from_cache(prefect_server, project: Path):
+    run_pipeline(project)
+    (project / "models" / "base.pt").unlink()
+    states, _ = run_pipeline(project)
+    assert states == {"demo_data": "Cached", "base": "Completed"}
+    assert (project / "models" / "base.pt").is_file()
+    again, _ = run_pipeline(project)
+    assert again == {"demo_data": "Cached", "base": "Cached"}

@@ -1,0 +1,76 @@
+"""The DVC pipeline: `dvc repro` reruns exactly the stages whose code, data or params changed."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, TINY_BASE, TINY_DEMO
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+
+
+def sh(project: Path, *args: str) -> str:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(args, cwd=project, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"{' '.join(args)}\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def set_params(project: Path, **sections: dict) -> None:
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for section, values in sections.items():
+        params[section].update(values)
+    path.write_text(yaml.safe_dump(params))
+
+
+def ran(output: str) -> set[str]:
+    return {stage for stage in ("demo_data", "base") if f"Running stage '{stage}'" in output}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(REPO / "dvc.yaml", project)
+    shutil.copytree(REPO / "tasks", project / "tasks", ignore=shutil.ignore_patterns("__pycache__"))
+    (project / "params.yaml").write_text(
+        yaml.safe_dump({"demo": TINY_DEMO.model_dump(), "model": {}, "base": TINY_BASE.model_dump()})
+    )
+    sh(project, "git", "init", "-q")
+    sh(project, "dvc", "init", "-q")
+    sh(project, "dvc", "config", "core.analytics", "false")
+    return project
+
+
+def test_repro_reruns_only_what_changed(project: Path):
+    assert ran(sh(project, "dvc", "repro")) == {"demo_data", "base"}
+    assert (project / "models" / "base.pt").is_file()
+    metrics = yaml.safe_load((project / "metrics" / "base.json").read_text())
+    assert set(metrics) >= {"precision", "recall", "map50", "map50_95"}
+
+    again = sh(project, "dvc", "repro")
+    assert ran(again) == set() and "Data and pipelines are up to date" in again
+    assert "up to date" in sh(project, "dvc", "status")
+
+    set_params(project, base={"imgsz": 96})
+    assert ran(sh(project, "dvc", "repro")) == {"base"}
+
+    set_params(project, demo={"seed": TINY_DEMO.seed + 1})
+    assert ran(sh(project, "dvc", "repro")) == {"demo_data", "base"}
+
+
+def test_a_bad_param_fails_the_stage_before_any_work(project: Path):
+    set_params(project, base={"epochs": 0})
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(["dvc", "repro"], cwd=project, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode != 0
+    assert "base.epochs: Input should be greater than or equal to 1" in result.stdout + result.stderr
+    assert not (project / "data" / "demo").exists()
