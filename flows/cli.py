@@ -12,17 +12,22 @@ import typer
 
 from tasks.config import ConfigError, load_params
 from tasks.dataset import DatasetError
-from tasks.layout import Layout
+from tasks.layout import Layout, PruneOutputs
 from tasks.yolo import CheckpointError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
-_USER_ERRORS = (ConfigError, CheckpointError, DatasetError)
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from tasks.prune import PruneError
+
+    return (ConfigError, CheckpointError, DatasetError, PruneError)
 
 
 class Stage(StrEnum):
     demo_data = "demo_data"
     base = "base"
+    prune = "prune"
 
 
 def _setup_logging() -> None:
@@ -54,8 +59,45 @@ def run(
             data_yaml = Path(params.model.data) if params.model.data else layout.demo_data / "data.yaml"
             weights = Path(params.model.weights) if params.model.weights else None
             prepare_base_model(params.base, data_yaml, layout.base_weights, layout.base_metrics, weights)
-    except _USER_ERRORS as error:
+        elif stage is Stage.prune:
+            from tasks.prune import prune_checkpoint
+
+            prune_checkpoint(params.prune, layout.base_weights, layout.prune_outputs)
+    except _user_errors() as error:
         _fail(error)
+
+
+@app.command()
+def prune(
+    checkpoint: Path,
+    out: Path = typer.Option(..., "--out", help="folder for pruned.pt, pruned.yaml, prune.json and plots"),
+    ratio: float = typer.Option(0.5, help="share of channels removed, in (0, 1)"),
+    importance: str = typer.Option("l2", help="l2 | l1 | bn_scale | random"),
+    round_to: int = typer.Option(8, help="widths are kept in multiples of this (a multiple of 8)"),
+    steps: int = typer.Option(1, help="iterative pruning steps"),
+    global_ranking: bool = typer.Option(False, "--global", help="rank channels across layers"),
+) -> None:
+    """Prune any YOLOv5 detection checkpoint outside the pipeline: prune, merge ckpt, rewrite yaml."""
+    from pydantic import ValidationError
+
+    from tasks.config import PruneConfig
+    from tasks.prune import prune_checkpoint
+
+    _setup_logging()
+    try:
+        cfg = PruneConfig(ratio=ratio, importance=importance, round_to=round_to, iterative_steps=steps,
+                          global_ranking=global_ranking)  # fmt: skip
+    except ValidationError as error:
+        _fail(ConfigError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())))
+    try:
+        metrics = prune_checkpoint(cfg, checkpoint, PruneOutputs.in_folder(out))
+    except _user_errors() as error:
+        _fail(error)
+    typer.echo(
+        f"{out / 'pruned.pt'}: parameters {metrics['parameters_before']:,} -> {metrics['parameters_after']:,} "
+        f"({metrics['parameters_reduction']}x), GFLOPs {metrics['gflops_before']} -> {metrics['gflops_after']} "
+        f"({metrics['gflops_reduction']}x)"
+    )
 
 
 @app.command()
@@ -68,7 +110,7 @@ def inspect(
 
     try:
         info = describe_checkpoint(checkpoint)
-    except _USER_ERRORS as error:
+    except _user_errors() as error:
         _fail(error)
     if as_json:
         typer.echo(json.dumps(info.to_dict(), indent=2))

@@ -10,19 +10,20 @@ from prefect import flow
 from tasks.base import BaseResult, base_task
 from tasks.config import load_params
 from tasks.demo_data import demo_data_task
-from tasks.layout import Layout
+from tasks.layout import Layout, PruneOutputs
+from tasks.prune import prune_task
 
 __all__ = ["pipeline"]
 
 
 @flow(name="pipeline", log_prints=True)
-def pipeline(root: Path = Path("."), overrides: dict[str, Any] | None = None) -> BaseResult:
-    """demo data -> base detector (later: prune -> merge -> yaml -> retrain -> val -> detect -> report)."""
+def pipeline(root: Path = Path("."), overrides: dict[str, Any] | None = None) -> PruneOutputs:
+    """demo data -> base detector -> prune + merge ckpt + rewrite yaml (next: retrain -> val -> detect)."""
     layout = Layout(Path(root))
     params = load_params(layout.params, overrides)
     demo = demo_data_task(params.demo, out_dir=layout.demo_data)
     data_yaml = Path(params.model.data) if params.model.data else demo / "data.yaml"
-    return base_task(
+    base: BaseResult = base_task(
         params.base,
         data_yaml=data_yaml,
         dataset=data_yaml.parent,
@@ -30,3 +31,4 @@ def pipeline(root: Path = Path("."), overrides: dict[str, Any] | None = None) ->
         out_weights=layout.base_weights,
         out_metrics=layout.base_metrics,
     )
+    return prune_task(params.prune, weights=base.weights, out=layout.prune_outputs)

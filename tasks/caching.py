@@ -78,6 +78,13 @@ def source_fingerprint(module_name: str) -> str:
     return digest.hexdigest()
 
 
+def _output_paths(value: Any) -> list[Path]:
+    """The paths an output argument names: a path, or every path field of a dataclass."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [v for v in vars(value).values() if isinstance(v, Path)]
+    return [Path(value)]
+
+
 @dataclass
 class StepCachePolicy(CachePolicy):
     """Key = input contents + config + implementing source; `outputs` name where the step writes."""
@@ -98,7 +105,9 @@ class StepCachePolicy(CachePolicy):
         }
         parts["__code__"] = {name: source_fingerprint(name) for name in self.code}
         key = hash_objects(parts, raise_on_failure=True)
-        missing_output = any(name in inputs and not Path(inputs[name]).exists() for name in self.outputs)
+        missing_output = any(
+            not path.exists() for name in self.outputs if name in inputs for path in _output_paths(inputs[name])
+        )
         store = getattr(task_ctx, "result_store", None) if task_ctx else None
         if missing_output and store is not None and store.exists(key):
             return f"{key}-rerun-{uuid4().hex}"

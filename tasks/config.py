@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-__all__ = ["BaseConfig", "ConfigError", "DemoConfig", "ModelConfig", "Params", "load_params"]
+__all__ = ["BaseConfig", "ConfigError", "DemoConfig", "ModelConfig", "Params", "PruneConfig", "load_params"]
 
 
 class ConfigError(ValueError):
@@ -65,12 +65,23 @@ class BaseConfig(_Section):
     hyp: dict[str, float] = Field(default_factory=dict)  # overrides of YOLOv5's hyp.scratch-low.yaml
 
 
+class PruneConfig(_Section):
+    """Structured, dependency-aware channel pruning of the base detector."""
+
+    ratio: float = Field(0.5, gt=0, lt=1)  # share of channels removed from every prunable layer
+    importance: Literal["l2", "l1", "bn_scale", "random"] = "l2"  # channel ranking; random is a baseline
+    round_to: int = Field(8, ge=8, multiple_of=8)  # YOLOv5 rounds every yaml width up to a multiple of 8
+    iterative_steps: int = Field(1, ge=1)  # reach the ratio in this many pruning steps
+    global_ranking: bool = False  # rank channels across layers instead of within each layer
+
+
 class Params(_Section):
     """All of `params.yaml`."""
 
     demo: DemoConfig = DemoConfig()
     model: ModelConfig = ModelConfig()
     base: BaseConfig = BaseConfig()
+    prune: PruneConfig = PruneConfig()
 
 
 def _describe(error: ValidationError, source: str) -> str:

@@ -5,7 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Layout"]
+__all__ = ["Layout", "PruneOutputs"]
+
+
+@dataclass(frozen=True)
+class PruneOutputs:
+    weights: Path  # YOLOv5 train.py-format checkpoint of the pruned network
+    yaml: Path  # model yaml that rebuilds it exactly
+    metrics: Path  # params, GFLOPs and per-layer widths before/after
+    widths_csv: Path  # per-layer widths, for `dvc plots`
+    widths_png: Path
+
+    @classmethod
+    def in_folder(cls, folder: Path) -> PruneOutputs:
+        return cls(folder / "pruned.pt", folder / "pruned.yaml", folder / "prune.json",
+                   folder / "prune_widths.csv", folder / "prune_widths.png")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -27,3 +41,13 @@ class Layout:
     @property
     def base_metrics(self) -> Path:
         return self.root / "metrics" / "base.json"
+
+    @property
+    def prune_outputs(self) -> PruneOutputs:
+        return PruneOutputs(
+            weights=self.root / "models" / "pruned.pt",
+            yaml=self.root / "models" / "pruned.yaml",
+            metrics=self.root / "metrics" / "prune.json",
+            widths_csv=self.root / "reports" / "prune_widths.csv",
+            widths_png=self.root / "reports" / "prune_widths.png",
+        )

@@ -8,6 +8,7 @@ from tasks.yolo.checkpoint import (
     count_gflops,
     describe_checkpoint,
     detection_model,
+    layer_widths,
     load_checkpoint,
 )
 from tasks.yolo.runtime import provide_fonts, yolov5_runtime
@@ -23,6 +24,7 @@ __all__ = [
     "default_hyp",
     "describe_checkpoint",
     "detection_model",
+    "layer_widths",
     "load_checkpoint",
     "provide_fonts",
     "train",

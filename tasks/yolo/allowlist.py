@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +14,9 @@ __all__ = ["CHECKPOINT_GLOBALS"]
 
 
 def _yolov5_modules() -> list[type]:
-    from yolov5.models import common, experimental, yolo
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
+        from yolov5.models import common, experimental, yolo
 
     return [
         # detection/segmentation/classification models and their heads

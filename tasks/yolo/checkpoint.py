@@ -22,6 +22,7 @@ __all__ = [
     "count_gflops",
     "describe_checkpoint",
     "detection_model",
+    "layer_widths",
     "load_checkpoint",
 ]
 

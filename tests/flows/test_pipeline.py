@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
+from prefect.logging.handlers import APILogHandler
 from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
 
@@ -37,12 +38,27 @@ def task_states(flow_state) -> dict[str, str]:
     return {run.name.rsplit("-", 1)[0]: run.state.name for run in runs}
 
 
+def flow_run_logs(flow_state) -> list[str]:
+    APILogHandler.flush()
+    flow_run_id = flow_state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+    return [f"{log.name}: {log.message}" for log in logs]
+
+
 def run_pipeline(project: Path, **overrides) -> tuple[dict[str, str], float]:
     start = time.perf_counter()
     state = pipeline(root=project, overrides=overrides or None, return_state=True)
     elapsed = time.perf_counter() - start
     assert state.is_completed(), state
     return task_states(state), elapsed
+
+
+def test_step_and_yolov5_logs_reach_the_flow_run(prefect_server, project: Path):
+    state = pipeline(root=project, return_state=True)
+    logs = flow_run_logs(state)
+    assert any(line.startswith("tasks.demo_data: demo data in") for line in logs), logs[:20]
+    assert any(line.startswith("yolov5: ") and "summary" in line for line in logs), logs[:20]
 
 
 def test_rerun_is_cached_and_param_change_reruns_only_downstream(prefect_server, project: Path):
