@@ -56,9 +56,10 @@ def run(
         elif stage is Stage.base:
             from tasks.base import prepare_base_model
 
-            data_yaml = Path(params.model.data) if params.model.data else layout.demo_data / "data.yaml"
-            weights = Path(params.model.weights) if params.model.weights else None
-            prepare_base_model(params.base, data_yaml, layout.base_weights, layout.base_metrics, weights)
+            data_yaml = params.model.data_yaml(layout.demo_data)
+            prepare_base_model(
+                params.base, data_yaml, layout.base_weights, layout.base_metrics, params.model.weights_path()
+            )
         elif stage is Stage.prune:
             from tasks.prune import prune_checkpoint
 

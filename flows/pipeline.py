@@ -22,12 +22,12 @@ def pipeline(root: Path = Path("."), overrides: dict[str, Any] | None = None) ->
     layout = Layout(Path(root))
     params = load_params(layout.params, overrides)
     demo = demo_data_task(params.demo, out_dir=layout.demo_data)
-    data_yaml = Path(params.model.data) if params.model.data else demo / "data.yaml"
+    data_yaml = params.model.data_yaml(demo)
     base: BaseResult = base_task(
         params.base,
         data_yaml=data_yaml,
         dataset=data_yaml.parent,
-        weights=Path(params.model.weights) if params.model.weights else None,
+        weights=params.model.weights_path(),
         out_weights=layout.base_weights,
         out_metrics=layout.base_metrics,
     )

@@ -8,7 +8,16 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-__all__ = ["BaseConfig", "ConfigError", "DemoConfig", "ModelConfig", "Params", "PruneConfig", "load_params"]
+__all__ = [
+    "BaseConfig",
+    "ConfigError",
+    "DemoConfig",
+    "FinetuneConfig",
+    "ModelConfig",
+    "Params",
+    "PruneConfig",
+    "load_params",
+]
 
 
 class ConfigError(ValueError):
@@ -43,6 +52,14 @@ class ModelConfig(_Section):
     weights: str = ""  # your own YOLOv5 checkpoint (best.pt); empty trains the demo detector
     data: str = ""  # your own YOLOv5 dataset yaml; empty uses the demo dataset
 
+    def data_yaml(self, demo_data: Path) -> Path:
+        """The dataset yaml in use: the user's, or the demo's."""
+        return Path(self.data) if self.data else demo_data / "data.yaml"
+
+    def weights_path(self) -> Path | None:
+        """The user's checkpoint, or None to train the demo detector."""
+        return Path(self.weights) if self.weights else None
+
     @model_validator(mode="after")
     def _user_paths_exist(self) -> ModelConfig:
         for key in ("weights", "data"):
@@ -75,6 +92,18 @@ class PruneConfig(_Section):
     global_ranking: bool = False  # rank channels across layers instead of within each layer
 
 
+class FinetuneConfig(_Section):
+    """Fine-tuning the pruned detector with YOLOv5's own train.py and the rewritten yaml."""
+
+    epochs: int = Field(30, ge=1)
+    imgsz: int = Field(192, ge=32, le=1280, multiple_of=32)
+    batch: int = Field(16, ge=1)
+    workers: int = Field(2, ge=0, le=16)
+    patience: int = Field(100, ge=0)
+    seed: int = 0
+    hyp: dict[str, float] = Field(default_factory=dict)  # e.g. {lr0: 0.005}: overrides of hyp.scratch-low.yaml
+
+
 class Params(_Section):
     """All of `params.yaml`."""
 
@@ -82,6 +111,7 @@ class Params(_Section):
     model: ModelConfig = ModelConfig()
     base: BaseConfig = BaseConfig()
     prune: PruneConfig = PruneConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
 
 
 def _describe(error: ValidationError, source: str) -> str:

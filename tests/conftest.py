@@ -9,6 +9,8 @@ import pytest
 
 from tasks.config import BaseConfig, DemoConfig
 
+os.environ["CUDA_VISIBLE_DEVICES"] = ""  # CPU only, like the machines this runs on
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -24,14 +26,6 @@ TINY_DEMO = DemoConfig(
     videos=1, video_frames=12, video_width=160, video_height=96, video_fps=5, video_people=3,
 )  # fmt: skip
 TINY_BASE = BaseConfig(epochs=1, imgsz=64, batch=4, workers=0)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _offline_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Keep YOLOv5 and Ultralytics settings inside the test run; no GPUs."""
-    config = tmp_path_factory.mktemp("yolov5-config")
-    os.environ.setdefault("YOLOV5_CONFIG_DIR", str(config))
-    os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 
 @pytest.fixture(scope="session")

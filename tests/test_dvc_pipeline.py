@@ -1,5 +1,6 @@
 """The DVC pipeline: `dvc repro` reruns exactly the stages whose code, data or params changed."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -32,7 +33,7 @@ def set_params(project: Path, **sections: dict) -> None:
 
 
 def ran(output: str) -> set[str]:
-    return {stage for stage in ("demo_data", "base") if f"Running stage '{stage}'" in output}
+    return {stage for stage in ("demo_data", "base", "prune") if f"Running stage '{stage}'" in output}
 
 
 @pytest.fixture
@@ -42,7 +43,9 @@ def project(tmp_path: Path) -> Path:
     shutil.copy(REPO / "dvc.yaml", project)
     shutil.copytree(REPO / "tasks", project / "tasks", ignore=shutil.ignore_patterns("__pycache__"))
     (project / "params.yaml").write_text(
-        yaml.safe_dump({"demo": TINY_DEMO.model_dump(), "model": {}, "base": TINY_BASE.model_dump()})
+        yaml.safe_dump(
+            {"demo": TINY_DEMO.model_dump(), "model": {}, "base": TINY_BASE.model_dump(), "prune": {"ratio": 0.5}}
+        )
     )
     sh(project, "git", "init", "-q")
     sh(project, "dvc", "init", "-q")
@@ -51,8 +54,8 @@ def project(tmp_path: Path) -> Path:
 
 
 def test_repro_reruns_only_what_changed(project: Path):
-    assert ran(sh(project, "dvc", "repro")) == {"demo_data", "base"}
-    assert (project / "models" / "base.pt").is_file()
+    assert ran(sh(project, "dvc", "repro")) == {"demo_data", "base", "prune"}
+    assert (project / "models" / "base.pt").is_file() and (project / "models" / "pruned.pt").is_file()
     metrics = yaml.safe_load((project / "metrics" / "base.json").read_text())
     assert set(metrics) >= {"precision", "recall", "map50", "map50_95"}
 
@@ -60,11 +63,15 @@ def test_repro_reruns_only_what_changed(project: Path):
     assert ran(again) == set() and "Data and pipelines are up to date" in again
     assert "up to date" in sh(project, "dvc", "status")
 
+    set_params(project, prune={"ratio": 0.37})
+    assert ran(sh(project, "dvc", "repro")) == {"prune"}
+    assert json.loads((project / "metrics" / "prune.json").read_text())["ratio"] == 0.37
+
     set_params(project, base={"imgsz": 96})
-    assert ran(sh(project, "dvc", "repro")) == {"base"}
+    assert ran(sh(project, "dvc", "repro")) == {"base", "prune"}
 
     set_params(project, demo={"seed": TINY_DEMO.seed + 1})
-    assert ran(sh(project, "dvc", "repro")) == {"demo_data", "base"}
+    assert ran(sh(project, "dvc", "repro")) == {"demo_data", "base", "prune"}
 
 
 def test_a_bad_param_fails_the_stage_before_any_work(project: Path):

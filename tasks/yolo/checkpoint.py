@@ -154,13 +154,14 @@ def describe_checkpoint(path: Path | str) -> CheckpointInfo:
     """What a checkpoint is: classes, size, cost and training state, all read from the file itself."""
     ckpt = load_checkpoint(path)
     model = detection_model(ckpt, path)
+    epoch = ckpt.get("epoch")
     return CheckpointInfo(
         path=str(path),
         nc=int(model.model[-1].nc),  # the Detect head, which is what the weights were trained for
         names=_names(model),
         parameters=sum(p.numel() for p in model.parameters()),
         gflops_640=round(count_gflops(model), 3),
-        epoch=int(ckpt.get("epoch", -1) if ckpt.get("epoch") is not None else -1),
+        epoch=-1 if epoch is None else int(epoch),
         has_ema=ckpt.get("ema") is not None,
         has_optimizer=ckpt.get("optimizer") is not None,
         yaml_file=str(getattr(model, "yaml_file", "") or model.yaml.get("yaml_file", "")),

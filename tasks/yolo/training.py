@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 from tasks.yolo.runtime import yolov5_runtime
@@ -93,7 +92,7 @@ def validate(*, weights: Path, data: Path, imgsz: int, batch: int, workers: int,
     from yolov5 import val as yolov5_val
     from yolov5.utils.callbacks import Callbacks
 
-    with yolov5_runtime(), torch.inference_mode(False):
+    with yolov5_runtime():
         (precision, recall, map50, map50_95, *_losses), *_per_class = yolov5_val.run(
             data=str(data),
             weights=str(weights),

@@ -63,25 +63,29 @@ def test_step_and_yolov5_logs_reach_the_flow_run(prefect_server, project: Path):
 
 def test_rerun_is_cached_and_param_change_reruns_only_downstream(prefect_server, project: Path):
     first, first_time = run_pipeline(project)
-    assert first == {"demo_data": "Completed", "base": "Completed"}
+    assert first == {"demo_data": "Completed", "base": "Completed", "prune": "Completed"}
     assert (project / "models" / "base.pt").is_file() and (project / "metrics" / "base.json").is_file()
+    assert (project / "models" / "pruned.pt").is_file() and (project / "models" / "pruned.yaml").is_file()
 
     second, second_time = run_pipeline(project)
-    assert second == {"demo_data": "Cached", "base": "Cached"}
+    assert second == {"demo_data": "Cached", "base": "Cached", "prune": "Cached"}
     assert second_time < 0.5 * first_time, (first_time, second_time)
 
+    pruned_more, _ = run_pipeline(project, **{"prune.ratio": 0.37})
+    assert pruned_more == {"demo_data": "Cached", "base": "Cached", "prune": "Completed"}
+
     changed, _ = run_pipeline(project, **{"base.imgsz": 96})
-    assert changed == {"demo_data": "Cached", "base": "Completed"}
+    assert changed == {"demo_data": "Cached", "base": "Completed", "prune": "Completed"}
 
     reseeded, _ = run_pipeline(project, **{"demo.seed": TINY_DEMO.seed + 1})
-    assert reseeded == {"demo_data": "Completed", "base": "Completed"}
+    assert reseeded == {"demo_data": "Completed", "base": "Completed", "prune": "Completed"}
 
 
 def test_a_deleted_output_is_rebuilt_not_served_from_cache(prefect_server, project: Path):
     run_pipeline(project)
     (project / "models" / "base.pt").unlink()
     states, _ = run_pipeline(project)
-    assert states == {"demo_data": "Cached", "base": "Completed"}
+    assert states["demo_data"] == "Cached" and states["base"] == "Completed"
     assert (project / "models" / "base.pt").is_file()
     again, _ = run_pipeline(project)
-    assert again == {"demo_data": "Cached", "base": "Cached"}
+    assert again == {"demo_data": "Cached", "base": "Cached", "prune": "Cached"}
