@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import time
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
+from tasks.timing import min_latencies
 from tasks.yolo import count_gflops, detection_model, load_checkpoint
 
 
@@ -28,20 +28,6 @@ def zeroed_copy(model: nn.Module, ratio: float) -> nn.Module:
             torch_prune.ln_structured(module, "weight", amount=ratio, n=2, dim=0)
             torch_prune.remove(module, "weight")
     return zeroed
-
-
-def min_latencies(models: dict[str, nn.Module], image: torch.Tensor, repeats: int) -> dict[str, float]:
-    best = dict.fromkeys(models, float("inf"))
-    with torch.inference_mode():
-        for model in models.values():  # warm-up: allocator, grids, kernels
-            for _ in range(3):
-                model(image)
-        for _ in range(repeats):
-            for name, model in models.items():  # interleaved, so machine noise hits all alike
-                start = time.perf_counter()
-                model(image)
-                best[name] = min(best[name], time.perf_counter() - start)
-    return best
 
 
 def main() -> None:

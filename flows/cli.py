@@ -19,15 +19,18 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
+    from tasks.finetune import FinetuneError
     from tasks.prune import PruneError
 
-    return (ConfigError, CheckpointError, DatasetError, PruneError)
+    return (ConfigError, CheckpointError, DatasetError, PruneError, FinetuneError)
 
 
 class Stage(StrEnum):
     demo_data = "demo_data"
     base = "base"
     prune = "prune"
+    finetune = "finetune"
+    val = "val"
 
 
 def _setup_logging() -> None:
@@ -64,6 +67,21 @@ def run(
             from tasks.prune import prune_checkpoint
 
             prune_checkpoint(params.prune, layout.base_weights, layout.prune_outputs)
+        elif stage is Stage.finetune:
+            from tasks.finetune import finetune
+
+            pruned = layout.prune_outputs
+            data_yaml = params.model.data_yaml(layout.demo_data)
+            finetune(params.finetune, pruned.weights, pruned.yaml, data_yaml, layout.finetuned_weights)
+        elif stage is Stage.val:
+            from tasks.evaluate import compare_models
+
+            weights = {
+                "base": layout.base_weights,
+                "pruned": layout.prune_outputs.weights,
+                "finetuned": layout.finetuned_weights,
+            }
+            compare_models(params.val, weights, params.model.data_yaml(layout.demo_data), layout.val_outputs)
     except _user_errors() as error:
         _fail(error)
 

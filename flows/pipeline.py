@@ -10,15 +10,17 @@ from prefect import flow
 from tasks.base import BaseResult, base_task
 from tasks.config import load_params
 from tasks.demo_data import demo_data_task
-from tasks.layout import Layout, PruneOutputs
+from tasks.evaluate import val_task
+from tasks.finetune import finetune_task
+from tasks.layout import Layout
 from tasks.prune import prune_task
 
 __all__ = ["pipeline"]
 
 
 @flow(name="pipeline", log_prints=True)
-def pipeline(root: Path = Path("."), overrides: dict[str, Any] | None = None) -> PruneOutputs:
-    """demo data -> base detector -> prune + merge ckpt + rewrite yaml (next: retrain -> val -> detect)."""
+def pipeline(root: Path = Path("."), overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """demo data -> base -> prune + merge ckpt + rewrite yaml -> finetune -> val (next: detect -> report)."""
     layout = Layout(Path(root))
     params = load_params(layout.params, overrides)
     demo = demo_data_task(params.demo, out_dir=layout.demo_data)
@@ -31,4 +33,14 @@ def pipeline(root: Path = Path("."), overrides: dict[str, Any] | None = None) ->
         out_weights=layout.base_weights,
         out_metrics=layout.base_metrics,
     )
-    return prune_task(params.prune, weights=base.weights, out=layout.prune_outputs)
+    pruned = prune_task(params.prune, weights=base.weights, out=layout.prune_outputs)
+    finetuned = finetune_task(
+        params.finetune,
+        weights=pruned.weights,
+        model_yaml=pruned.yaml,
+        data_yaml=data_yaml,
+        dataset=data_yaml.parent,
+        out_weights=layout.finetuned_weights,
+    )
+    weights = {"base": base.weights, "pruned": pruned.weights, "finetuned": finetuned}
+    return val_task(params.val, weights, data_yaml=data_yaml, dataset=data_yaml.parent, out=layout.val_outputs)

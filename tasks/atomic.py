@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_dir", "atomic_file", "write_json"]
+__all__ = ["atomic_dir", "atomic_file", "write_json", "write_png"]
 
 
 @contextmanager
@@ -53,4 +53,11 @@ def write_json(target: Path | str, payload: Any) -> Path:
     """Write `payload` as indented JSON, atomically."""
     with atomic_file(target) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    return Path(target)
+
+
+def write_png(figure: Any, target: Path | str) -> Path:
+    """Save a matplotlib `Figure` as PNG, atomically."""
+    with atomic_file(target) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
     return Path(target)

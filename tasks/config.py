@@ -16,6 +16,7 @@ __all__ = [
     "ModelConfig",
     "Params",
     "PruneConfig",
+    "ValConfig",
     "load_params",
 ]
 
@@ -104,6 +105,16 @@ class FinetuneConfig(_Section):
     hyp: dict[str, float] = Field(default_factory=dict)  # e.g. {lr0: 0.005}: overrides of hyp.scratch-low.yaml
 
 
+class ValConfig(_Section):
+    """Comparing base, pruned and fine-tuned detectors side by side on the same val split."""
+
+    imgsz: int = Field(192, ge=32, le=1280, multiple_of=32)  # val and latency input size
+    batch: int = Field(16, ge=1)
+    workers: int = Field(2, ge=0, le=16)
+    latency_repeats: int = Field(20, ge=1)  # CPU latency is the min over this many interleaved runs
+    throughput_batch: int = Field(8, ge=1)
+
+
 class Params(_Section):
     """All of `params.yaml`."""
 
@@ -112,6 +123,7 @@ class Params(_Section):
     base: BaseConfig = BaseConfig()
     prune: PruneConfig = PruneConfig()
     finetune: FinetuneConfig = FinetuneConfig()
+    val: ValConfig = ValConfig()
 
 
 def _describe(error: ValidationError, source: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Layout", "PruneOutputs"]
+__all__ = ["Layout", "PruneOutputs", "ValOutputs"]
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,14 @@ class PruneOutputs:
     def in_folder(cls, folder: Path) -> PruneOutputs:
         return cls(folder / "pruned.pt", folder / "pruned.yaml", folder / "prune.json",
                    folder / "prune_widths.csv", folder / "prune_widths.png")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ValOutputs:
+    metrics: Path  # per model: P, R, mAP50, mAP50-95, params, GFLOPs, latency, throughput
+    table: Path  # the comparison as a markdown table
+    pr_csv: Path  # PR curves at IoU 0.5, one column per model, for `dvc plots`
+    pr_png: Path
 
 
 @dataclass(frozen=True)
@@ -50,4 +58,17 @@ class Layout:
             metrics=self.root / "metrics" / "prune.json",
             widths_csv=self.root / "reports" / "prune_widths.csv",
             widths_png=self.root / "reports" / "prune_widths.png",
+        )
+
+    @property
+    def finetuned_weights(self) -> Path:
+        return self.root / "models" / "finetuned.pt"
+
+    @property
+    def val_outputs(self) -> ValOutputs:
+        return ValOutputs(
+            metrics=self.root / "metrics" / "val.json",
+            table=self.root / "reports" / "compare.md",
+            pr_csv=self.root / "reports" / "pr_curves.csv",
+            pr_png=self.root / "reports" / "pr_curves.png",
         )

@@ -8,13 +8,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 import torch
 import yaml
+from matplotlib.figure import Figure
 from prefect import task
 from torch import nn
 
-from tasks.atomic import atomic_file, write_json
+from tasks.atomic import atomic_file, write_json, write_png
 from tasks.caching import step_cache_policy
 from tasks.config import PruneConfig
 from tasks.layout import PruneOutputs
@@ -30,10 +30,7 @@ from tasks.yolo.architecture import (
     width_rules,
 )
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-__all__ = ["PruneError", "PruneOutputs", "prune_checkpoint", "prune_task"]
+__all__ = ["PruneError", "prune_checkpoint", "prune_task"]
 
 log = logging.getLogger(__name__)
 TRACE_IMGSZ = 256  # input size for tracing the dependency graph; widths do not depend on it
@@ -68,16 +65,15 @@ def _write_widths(before: list, after: list, csv_path: Path, png_path: Path, tit
         rows.writerow(["layer", "module", "before", "after"])
         for b, a in zip(before, after, strict=True):
             rows.writerow([b.index, b.module, b.out_channels, a.out_channels])
-    figure, axis = plt.subplots(figsize=(10, 4))
+    figure = Figure(figsize=(10, 4))
+    axis = figure.subplots()
     index = [b.index for b in before]
     axis.bar([i - 0.2 for i in index], [b.out_channels for b in before], width=0.4, label="before")
     axis.bar([i + 0.2 for i in index], [a.out_channels for a in after], width=0.4, label="after")
     axis.set(xlabel="layer", ylabel="output channels", title=title, xticks=index)
     axis.legend()
     figure.tight_layout()
-    with atomic_file(png_path) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
-    plt.close(figure)
+    write_png(figure, png_path)
 
 
 def prune_checkpoint(cfg: PruneConfig, weights: Path, out: PruneOutputs) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import BaseConfig, DemoConfig
+from tasks.config import BaseConfig, DemoConfig, FinetuneConfig, ValConfig
 
 os.environ["CUDA_VISIBLE_DEVICES"] = ""  # CPU only, like the machines this runs on
 
@@ -26,6 +26,21 @@ TINY_DEMO = DemoConfig(
     videos=1, video_frames=12, video_width=160, video_height=96, video_fps=5, video_people=3,
 )  # fmt: skip
 TINY_BASE = BaseConfig(epochs=1, imgsz=64, batch=4, workers=0)
+TINY_FINETUNE = FinetuneConfig(epochs=1, imgsz=64, batch=4, workers=0)
+TINY_VAL = ValConfig(imgsz=64, batch=4, workers=0, latency_repeats=2, throughput_batch=2)
+STAGES = ("demo_data", "base", "prune", "finetune", "val")
+
+
+def tiny_params() -> dict:
+    """A params.yaml for the whole DAG that runs in about a minute."""
+    return {
+        "demo": TINY_DEMO.model_dump(),
+        "model": {},
+        "base": TINY_BASE.model_dump(),
+        "prune": {"ratio": 0.5},
+        "finetune": TINY_FINETUNE.model_dump(),
+        "val": TINY_VAL.model_dump(),
+    }
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +62,14 @@ def trained_checkpoint(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory
         data=data, cfg="yolov5n.yaml", weights="", run_dir=run_dir, epochs=1, imgsz=64, batch=4, workers=0,
         patience=0, seed=0,
     )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def pruned(trained_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+    """`trained_checkpoint` pruned at ratio 0.5: (outputs, metrics)."""
+    from tasks.config import PruneConfig
+    from tasks.layout import PruneOutputs
+    from tasks.prune import prune_checkpoint
+
+    out = PruneOutputs.in_folder(tmp_path_factory.mktemp("pruned"))
+    return out, prune_checkpoint(PruneConfig(ratio=0.5), trained_checkpoint, out)

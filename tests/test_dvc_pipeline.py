@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, TINY_BASE, TINY_DEMO
+from tests.conftest import REPO, STAGES, TINY_DEMO, tiny_params
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ def set_params(project: Path, **sections: dict) -> None:
 
 
 def ran(output: str) -> set[str]:
-    return {stage for stage in ("demo_data", "base", "prune") if f"Running stage '{stage}'" in output}
+    return {stage for stage in STAGES if f"Running stage '{stage}'" in output}
 
 
 @pytest.fixture
@@ -42,11 +42,7 @@ def project(tmp_path: Path) -> Path:
     project.mkdir()
     shutil.copy(REPO / "dvc.yaml", project)
     shutil.copytree(REPO / "tasks", project / "tasks", ignore=shutil.ignore_patterns("__pycache__"))
-    (project / "params.yaml").write_text(
-        yaml.safe_dump(
-            {"demo": TINY_DEMO.model_dump(), "model": {}, "base": TINY_BASE.model_dump(), "prune": {"ratio": 0.5}}
-        )
-    )
+    (project / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
     sh(project, "git", "init", "-q")
     sh(project, "dvc", "init", "-q")
     sh(project, "dvc", "config", "core.analytics", "false")
@@ -54,8 +50,8 @@ def project(tmp_path: Path) -> Path:
 
 
 def test_repro_reruns_only_what_changed(project: Path):
-    assert ran(sh(project, "dvc", "repro")) == {"demo_data", "base", "prune"}
-    assert (project / "models" / "base.pt").is_file() and (project / "models" / "pruned.pt").is_file()
+    assert ran(sh(project, "dvc", "repro")) == set(STAGES)
+    assert (project / "models" / "base.pt").is_file() and (project / "models" / "finetuned.pt").is_file()
     metrics = yaml.safe_load((project / "metrics" / "base.json").read_text())
     assert set(metrics) >= {"precision", "recall", "map50", "map50_95"}
 
@@ -63,15 +59,18 @@ def test_repro_reruns_only_what_changed(project: Path):
     assert ran(again) == set() and "Data and pipelines are up to date" in again
     assert "up to date" in sh(project, "dvc", "status")
 
+    set_params(project, finetune={"epochs": 2})
+    assert ran(sh(project, "dvc", "repro")) == {"finetune", "val"}
+
     set_params(project, prune={"ratio": 0.37})
-    assert ran(sh(project, "dvc", "repro")) == {"prune"}
+    assert ran(sh(project, "dvc", "repro")) == {"prune", "finetune", "val"}
     assert json.loads((project / "metrics" / "prune.json").read_text())["ratio"] == 0.37
 
     set_params(project, base={"imgsz": 96})
-    assert ran(sh(project, "dvc", "repro")) == {"base", "prune"}
+    assert ran(sh(project, "dvc", "repro")) == {"base", "prune", "finetune", "val"}
 
     set_params(project, demo={"seed": TINY_DEMO.seed + 1})
-    assert ran(sh(project, "dvc", "repro")) == {"demo_data", "base", "prune"}
+    assert ran(sh(project, "dvc", "repro")) == set(STAGES)
 
 
 def test_a_bad_param_fails_the_stage_before_any_work(project: Path):

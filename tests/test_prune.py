@@ -18,12 +18,6 @@ from tasks.prune import PruneError, prune_checkpoint
 from tasks.yolo import CheckpointError, count_gflops, describe_checkpoint, detection_model, load_checkpoint
 
 
-@pytest.fixture(scope="module")
-def pruned(trained_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[PruneOutputs, dict]:
-    out = PruneOutputs.in_folder(tmp_path_factory.mktemp("pruned"))
-    return out, prune_checkpoint(PruneConfig(ratio=0.5), trained_checkpoint, out)
-
-
 def test_half_the_channels_cut_params_and_gflops_more_than_3x(pruned):
     out, metrics = pruned
     assert metrics["parameters_reduction"] >= 3.0 and metrics["gflops_reduction"] >= 3.0

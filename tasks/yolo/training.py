@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from tasks.yolo.runtime import yolov5_runtime
@@ -22,9 +23,24 @@ class ValMetrics:
     recall: float
     map50: float
     map50_95: float
+    pr_curve: tuple[tuple[float, float], ...] = ()  # (recall, precision) at IoU 0.5, all classes pooled
 
     def to_dict(self) -> dict[str, float]:
-        return {k: round(v, 5) for k, v in asdict(self).items()}
+        return {k: round(v, 5) for k, v in asdict(self).items() if k != "pr_curve"}
+
+
+def _pr_curve(tp: np.ndarray, conf: np.ndarray, target_cls: np.ndarray, points: int = 101) -> tuple:
+    """Precision envelope over a recall grid from the matches YOLOv5 computed (IoU 0.5 column)."""
+    if len(target_cls) == 0 or len(conf) == 0:
+        return ()
+    order = np.argsort(-conf)
+    hits = tp[order, 0].astype(float)
+    true_positives, false_positives = np.cumsum(hits), np.cumsum(1 - hits)
+    recall = true_positives / len(target_cls)
+    precision = np.maximum.accumulate((true_positives / (true_positives + false_positives))[::-1])[::-1]
+    grid = np.linspace(0, 1, points)
+    at_grid = [float(precision[recall >= r].max()) if (recall >= r).any() else 0.0 for r in grid]
+    return tuple((round(float(r), 4), round(p, 5)) for r, p in zip(grid, at_grid, strict=True))
 
 
 def default_hyp() -> dict[str, Any]:
@@ -92,19 +108,32 @@ def validate(*, weights: Path, data: Path, imgsz: int, batch: int, workers: int,
     from yolov5 import val as yolov5_val
     from yolov5.utils.callbacks import Callbacks
 
-    with yolov5_runtime():
-        (precision, recall, map50, map50_95, *_losses), *_per_class = yolov5_val.run(
-            data=str(data),
-            weights=str(weights),
-            imgsz=imgsz,
-            batch_size=batch,
-            workers=workers,
-            device="cpu",
-            task="val",
-            project=str(run_dir),
-            name="val",
-            exist_ok=True,
-            plots=False,
-            callbacks=Callbacks(),
-        )
-    return ValMetrics(float(precision), float(recall), float(map50), float(map50_95))
+    matches: dict[str, np.ndarray] = {}
+    compute_ap = yolov5_val.ap_per_class
+
+    def keep_matches(tp, conf, pred_cls, target_cls, *args, **kwargs):
+        matches.update(tp=tp, conf=conf, target_cls=target_cls)
+        return compute_ap(tp, conf, pred_cls, target_cls, *args, **kwargs)
+
+    # val.run() reports only summary numbers; the matches behind its PR curve are taken on the way.
+    yolov5_val.ap_per_class = keep_matches
+    try:
+        with yolov5_runtime():
+            (precision, recall, map50, map50_95, *_losses), *_per_class = yolov5_val.run(
+                data=str(data),
+                weights=str(weights),
+                imgsz=imgsz,
+                batch_size=batch,
+                workers=workers,
+                device="cpu",
+                task="val",
+                project=str(run_dir),
+                name="val",
+                exist_ok=True,
+                plots=False,
+                callbacks=Callbacks(),
+            )
+    finally:
+        yolov5_val.ap_per_class = compute_ap
+    curve = _pr_curve(**matches) if matches else ()
+    return ValMetrics(float(precision), float(recall), float(map50), float(map50_95), curve)
