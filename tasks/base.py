@@ -11,7 +11,7 @@ from pathlib import Path
 from prefect import task
 
 from tasks.atomic import atomic_file, write_json
-from tasks.caching import step_cache_policy
+from tasks.caching import StepCachePolicy
 from tasks.config import BaseConfig
 from tasks.dataset import resolved_dataset_yaml
 from tasks.yolo import ValMetrics, describe_checkpoint, train, validate
@@ -63,7 +63,7 @@ def prepare_base_model(
     return BaseResult(out_weights, out_metrics)
 
 
-@task(name="base", cache_policy=step_cache_policy(code=("tasks.base", "tasks.dataset", "tasks.yolo"),
+@task(name="base", cache_policy=StepCachePolicy(code=("tasks.base", "tasks.dataset", "tasks.yolo"),
                                                   outputs=("out_weights", "out_metrics")))  # fmt: skip
 def base_task(
     cfg: BaseConfig,

@@ -21,7 +21,7 @@ from prefect.context import TaskRunContext
 from prefect.utilities.hashing import hash_objects
 from pydantic import BaseModel
 
-__all__ = ["StepCachePolicy", "fingerprint", "source_fingerprint", "step_cache_policy"]
+__all__ = ["StepCachePolicy", "fingerprint", "source_fingerprint"]
 
 _CHUNK = 1 << 20
 _file_hashes: dict[tuple[str, int, int], str] = {}  # (path, mtime_ns, size) -> sha256, like DVC's state
@@ -112,8 +112,3 @@ class StepCachePolicy(CachePolicy):
         if missing_output and store is not None and store.exists(key):
             return f"{key}-rerun-{uuid4().hex}"
         return key
-
-
-def step_cache_policy(code: tuple[str, ...], outputs: tuple[str, ...] = ("out_dir",)) -> StepCachePolicy:
-    """The cache policy of a pipeline step implemented by the modules in `code`."""
-    return StepCachePolicy(code=code, outputs=outputs)

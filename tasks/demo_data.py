@@ -14,7 +14,7 @@ from prefect import task
 from tqdm import tqdm
 
 from tasks.atomic import atomic_dir, write_json
-from tasks.caching import step_cache_policy
+from tasks.caching import StepCachePolicy
 from tasks.config import DemoConfig
 from tasks.synthetic import (
     COLOUR_NAMES,
@@ -179,7 +179,7 @@ def generate_demo_data(cfg: DemoConfig, out_dir: Path) -> DemoSummary:
     return DemoSummary(out_dir, counts, boxes, videos, cfg.video_frames)
 
 
-@task(name="demo_data", cache_policy=step_cache_policy(code=("tasks.demo_data", "tasks.synthetic")))
+@task(name="demo_data", cache_policy=StepCachePolicy(code=("tasks.demo_data", "tasks.synthetic")))
 def demo_data_task(cfg: DemoConfig, out_dir: Path) -> Path:
     """Render the embedded demo data."""
     return generate_demo_data(cfg, out_dir).root

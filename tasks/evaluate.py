@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from prefect import task
 
 from tasks.atomic import atomic_file, write_json, write_png
-from tasks.caching import step_cache_policy
+from tasks.caching import StepCachePolicy
 from tasks.config import ValConfig
 from tasks.dataset import resolved_dataset_yaml
 from tasks.layout import ValOutputs
@@ -96,10 +96,10 @@ def compare_models(cfg: ValConfig, weights: dict[str, Path], data_yaml: Path, ou
     return results
 
 
-_VAL_CODE = ("tasks.evaluate", "tasks.timing", "tasks.yolo")
+_VAL_CODE = ("tasks.evaluate", "tasks.timing", "tasks.dataset", "tasks.yolo")
 
 
-@task(name="val", cache_policy=step_cache_policy(code=_VAL_CODE, outputs=("out",)))
+@task(name="val", cache_policy=StepCachePolicy(code=_VAL_CODE, outputs=("out",)))
 def val_task(cfg: ValConfig, weights: dict[str, Path], data_yaml: Path, dataset: Path, out: ValOutputs) -> dict:
     """Compare the detectors; `dataset` is the folder whose contents key the cache."""
     return compare_models(cfg, weights, data_yaml, out)

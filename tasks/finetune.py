@@ -11,7 +11,7 @@ import yaml
 from prefect import task
 
 from tasks.atomic import atomic_file
-from tasks.caching import step_cache_policy
+from tasks.caching import StepCachePolicy
 from tasks.config import FinetuneConfig
 from tasks.dataset import resolved_dataset_yaml
 from tasks.yolo import detection_model, load_checkpoint, train
@@ -58,7 +58,10 @@ def finetune(cfg: FinetuneConfig, weights: Path, model_yaml: Path, data_yaml: Pa
     return out_weights
 
 
-@task(name="finetune", cache_policy=step_cache_policy(code=("tasks.finetune", "tasks.yolo"), outputs=("out_weights",)))
+@task(
+    name="finetune",
+    cache_policy=StepCachePolicy(code=("tasks.finetune", "tasks.dataset", "tasks.yolo"), outputs=("out_weights",)),
+)
 def finetune_task(
     cfg: FinetuneConfig, weights: Path, model_yaml: Path, data_yaml: Path, dataset: Path, out_weights: Path
 ) -> Path:

@@ -15,7 +15,7 @@ from prefect import task
 from torch import nn
 
 from tasks.atomic import atomic_file, write_json, write_png
-from tasks.caching import step_cache_policy
+from tasks.caching import StepCachePolicy
 from tasks.config import PruneConfig
 from tasks.layout import PruneOutputs
 from tasks.pruning import WidthRules, kept_channels, prune_structured
@@ -138,9 +138,7 @@ def prune_checkpoint(cfg: PruneConfig, weights: Path, out: PruneOutputs) -> dict
     return metrics
 
 
-@task(
-    name="prune", cache_policy=step_cache_policy(code=("tasks.prune", "tasks.pruning", "tasks.yolo"), outputs=("out",))
-)
+@task(name="prune", cache_policy=StepCachePolicy(code=("tasks.prune", "tasks.pruning", "tasks.yolo"), outputs=("out",)))
 def prune_task(cfg: PruneConfig, weights: Path, out: PruneOutputs) -> PruneOutputs:
     """Prune the base detector, merge a YOLOv5 checkpoint and rewrite its yaml."""
     prune_checkpoint(cfg, weights, out)
