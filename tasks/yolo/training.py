@@ -43,6 +43,14 @@ def _pr_curve(tp: np.ndarray, conf: np.ndarray, target_cls: np.ndarray, points: 
     return tuple((round(float(r), 4), round(p, 5)) for r, p in zip(grid, at_grid, strict=True))
 
 
+def _local(weights: Path | str) -> str:
+    """An absolute path: YOLOv5 first asks the Hugging Face hub about any 'folder/file.pt' it is given."""
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"{weights}: weights not found")
+    return str(path.resolve())
+
+
 def default_hyp() -> dict[str, Any]:
     """YOLOv5's hyp.scratch-low.yaml, the hyperparameters its train.py uses by default."""
     import yolov5
@@ -77,7 +85,7 @@ def train(
     options = dict(
         data=str(data),
         cfg=cfg,
-        weights=weights,
+        weights=_local(weights) if weights else "",
         hyp=str(hyp_file),
         epochs=epochs,
         imgsz=imgsz,
@@ -121,7 +129,7 @@ def validate(*, weights: Path, data: Path, imgsz: int, batch: int, workers: int,
         with yolov5_runtime():
             (precision, recall, map50, map50_95, *_losses), *_per_class = yolov5_val.run(
                 data=str(data),
-                weights=str(weights),
+                weights=_local(weights),
                 imgsz=imgsz,
                 batch_size=batch,
                 workers=workers,
