@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from prefect import flow
+from prefect.logging.handlers import APILogHandler
 
 from tasks.base import BaseResult, base_task
 from tasks.config import load_params
@@ -16,6 +18,15 @@ from tasks.layout import Layout
 from tasks.prune import prune_task
 
 __all__ = ["pipeline"]
+
+# The steps log progress at INFO; prefect.toml routes the `tasks` logger into flow-run logs.
+logging.getLogger("tasks").setLevel(logging.INFO)
+# Importing yolov5 re-runs logging.config for its logger, dropping the handlers Prefect gave it as an
+# extra logger; give them back so YOLOv5's training and validation output reaches flow-run logs too.
+# (Only the API handler: YOLOv5 keeps printing to the console itself.)
+for _handler in logging.getLogger("prefect.extra").handlers:
+    if isinstance(_handler, APILogHandler) and _handler not in logging.getLogger("yolov5").handlers:
+        logging.getLogger("yolov5").addHandler(_handler)
 
 
 @flow(name="pipeline", log_prints=True)

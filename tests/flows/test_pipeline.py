@@ -38,7 +38,7 @@ def task_states(flow_state) -> dict[str, str]:
 
 
 def flow_run_logs(flow_state) -> list[str]:
-    APILogHandler.flush()
+    APILogHandler().flush()
     flow_run_id = flow_state.state_details.flow_run_id
     with get_client(sync_client=True) as client:
         logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
