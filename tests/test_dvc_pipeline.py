@@ -80,3 +80,23 @@ def test_a_bad_param_fails_the_stage_before_any_work(project: Path):
     assert result.returncode != 0
     assert "base.epochs: Input should be greater than or equal to 1" in result.stdout + result.stderr
     assert not (project / "data" / "demo").exists()
+
+
+def test_ratio_sweep_with_dvc_experiments(project: Path):
+    """`dvc exp run --queue -S prune.ratio=...`, `--run-all`, then `dvc exp show` compares the ratios."""
+    sh(project, "dvc", "repro")
+    sh(project, "git", "add", "-A")
+    sh(project, "git", "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", "baseline")
+    for ratio in (0.25, 0.5):
+        sh(project, "dvc", "exp", "run", "--queue", "-S", f"prune.ratio={ratio}")
+    sh(project, "dvc", "exp", "run", "--run-all")
+    shown = json.loads(sh(project, "dvc", "exp", "show", "--json", "--no-fetch"))
+    found = {}
+    for commit in shown:
+        for experiment in commit.get("experiments") or []:
+            for revision in experiment.get("revs", []):
+                data = revision.get("data", {})
+                ratio = data["params"]["params.yaml"]["data"]["prune"]["ratio"]
+                found[ratio] = data["metrics"]["metrics/val.json"]["data"]["finetuned"]["parameters"]
+    assert set(found) == {0.25, 0.5}
+    assert found[0.5] < found[0.25]  # more pruning, fewer parameters
