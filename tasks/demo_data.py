@@ -135,7 +135,7 @@ def _write_video(cfg: DemoConfig, index: int, root: Path) -> str:
                     x = walker.x0 + walker.speed * steps
                     if steps >= 0 and -walker.person.height < x < w + walker.person.height:
                         phase = walker.person.phase + abs(walker.speed) * steps / (0.12 * walker.person.height)
-                        people.append(_moved(walker.person, x, phase))
+                        people.append(replace(walker.person, x=x, phase=phase))
                         ids.append(walker_id)
                 image, placed = render(scene, people, clutter, rng=_rng(cfg.seed, _VIDEO_STREAM, index, frame))
                 writer.write(image)
@@ -146,10 +146,6 @@ def _write_video(cfg: DemoConfig, index: int, root: Path) -> str:
     finally:
         writer.release()
     return f"{name}.mp4"
-
-
-def _moved(person: Pedestrian, x: float, phase: float) -> Pedestrian:
-    return replace(person, x=x, phase=phase)
 
 
 def _write_data_yaml(root: Path) -> None:
