@@ -120,6 +120,28 @@ def prune(
 
 
 @app.command()
+def select(
+    root: Path = typer.Option(Path("."), help="project folder holding params.yaml"),
+    max_drop: float | None = typer.Option(None, help="override select.max_map50_drop"),
+) -> None:
+    """Compare every DVC experiment, plot the Pareto front, write models/selected.pt."""
+    from tasks.select import select_experiment
+
+    _setup_logging()
+    try:
+        params = load_params(Layout(root).params, {"select.max_map50_drop": max_drop} if max_drop is not None else None)
+    except ConfigError as error:
+        _fail(error)
+    chosen = select_experiment(params.select, root, root / "models" / "selected.pt", root / "reports")
+    if chosen is None:
+        _fail(ValueError(f"no experiment within a mAP50 drop of {params.select.max_map50_drop}"))
+    typer.echo(
+        f"selected {chosen.name}: prune.ratio={chosen.ratio} mAP50={chosen.map50:.3f} "
+        f"(drop {chosen.map50_drop:.3f}) latency={chosen.latency_ms:.1f} ms -> models/selected.pt"
+    )
+
+
+@app.command()
 def inspect(
     checkpoint: Path,
     as_json: bool = typer.Option(False, "--json", help="print machine-readable JSON"),

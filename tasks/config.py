@@ -16,6 +16,7 @@ __all__ = [
     "ModelConfig",
     "Params",
     "PruneConfig",
+    "SelectConfig",
     "ValConfig",
     "load_params",
 ]
@@ -115,6 +116,12 @@ class ValConfig(_Section):
     throughput_batch: int = Field(8, ge=1)
 
 
+class SelectConfig(_Section):
+    """Picking a pruning ratio across DVC experiments (`lightweight select`)."""
+
+    max_map50_drop: float = Field(0.03, ge=0, le=1)  # largest mAP50 loss from base a candidate may show
+
+
 class Params(_Section):
     """All of `params.yaml`."""
 
@@ -124,6 +131,7 @@ class Params(_Section):
     prune: PruneConfig = PruneConfig()
     finetune: FinetuneConfig = FinetuneConfig()
     val: ValConfig = ValConfig()
+    select: SelectConfig = SelectConfig()
 
 
 def _describe(error: ValidationError, source: str) -> str:

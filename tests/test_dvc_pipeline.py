@@ -1,5 +1,6 @@
 """The DVC pipeline: `dvc repro` reruns exactly the stages whose code, data or params changed."""
 
+import csv
 import json
 import os
 import shutil
@@ -100,3 +101,15 @@ def test_ratio_sweep_with_dvc_experiments(project: Path):
                 found[ratio] = data["metrics"]["metrics/val.json"]["data"]["finetuned"]["parameters"]
     assert set(found) == {0.25, 0.5}
     assert found[0.5] < found[0.25]  # more pruning, fewer parameters
+
+    # A drop of 1.0 admits every candidate: the pick is the fastest, read back from the DVC cache.
+    picked = sh(project, "lightweight", "select", "--max-drop", "1.0")
+    assert "selected" in picked and (project / "models" / "selected.pt").is_file()
+    rows = list(csv.DictReader((project / "reports" / "candidates.csv").open()))
+    assert {float(row["ratio"]) for row in rows} >= {0.25, 0.5}
+    fastest = min(rows, key=lambda row: float(row["latency_ms"]))
+    assert fastest["selected"] == "True" and f"prune.ratio={fastest['ratio']}" in picked
+    assert (project / "reports" / "pareto.png").read_bytes().startswith(b"\x89PNG")
+    from tasks.yolo import describe_checkpoint
+
+    assert describe_checkpoint(project / "models" / "selected.pt").nc == 1
