@@ -109,9 +109,10 @@ class FinetuneConfig(_Section):
 class ValConfig(_Section):
     """Comparing base, pruned and fine-tuned detectors side by side on the same val split."""
 
-    imgsz: int = Field(192, ge=32, le=1280, multiple_of=32)  # val and latency input size
+    imgsz: int = Field(192, ge=32, le=1280, multiple_of=32)  # val input size (the training size)
     batch: int = Field(16, ge=1)
     workers: int = Field(2, ge=0, le=16)
+    latency_imgsz: int = Field(640, ge=32, le=1280, multiple_of=32)  # timing input size: YOLOv5 detect's default
     latency_repeats: int = Field(20, ge=1)  # CPU latency is the min over this many interleaved runs
     throughput_batch: int = Field(8, ge=1)
 

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def _table(results: dict[str, dict[str, Any]], cfg: ValConfig) -> str:
     lines = [
-        f"| model | params | GFLOPs@640 | P | R | mAP50 | mAP50-95 | latency ms (b1, {cfg.imgsz}px) | speed-up "
+        f"| model | params | GFLOPs@640 | P | R | mAP50 | mAP50-95 | latency ms (b1, {cfg.latency_imgsz}px) | speed-up "
         f"| imgs/s (b{cfg.throughput_batch}) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -79,8 +79,9 @@ def compare_models(cfg: ValConfig, weights: dict[str, Path], data_yaml: Path, ou
             }
     fused = {name: copy.deepcopy(model).fuse().eval() for name, model in models.items()}
     generator = torch.Generator().manual_seed(0)
-    single = min_latencies(fused, torch.rand(1, 3, cfg.imgsz, cfg.imgsz, generator=generator), cfg.latency_repeats)
-    batch = torch.rand(cfg.throughput_batch, 3, cfg.imgsz, cfg.imgsz, generator=generator)
+    size = cfg.latency_imgsz
+    single = min_latencies(fused, torch.rand(1, 3, size, size, generator=generator), cfg.latency_repeats)
+    batch = torch.rand(cfg.throughput_batch, 3, size, size, generator=generator)
     batched = min_latencies(fused, batch, max(3, cfg.latency_repeats // 4))
     baseline = next(iter(weights))
     for name, result in results.items():

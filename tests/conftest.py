@@ -27,7 +27,7 @@ TINY_DEMO = DemoConfig(
 )  # fmt: skip
 TINY_BASE = BaseConfig(epochs=1, imgsz=64, batch=4, workers=0)
 TINY_FINETUNE = FinetuneConfig(epochs=1, imgsz=64, batch=4, workers=0)
-TINY_VAL = ValConfig(imgsz=64, batch=4, workers=0, latency_repeats=2, throughput_batch=2)
+TINY_VAL = ValConfig(imgsz=64, batch=4, workers=0, latency_imgsz=64, latency_repeats=2, throughput_batch=2)
 STAGES = ("demo_data", "base", "prune", "finetune", "val")
 
 
