@@ -44,10 +44,10 @@ def prepare_base_model(
                 data=data, cfg=cfg.cfg, weights="", run_dir=run_dir, epochs=cfg.epochs, imgsz=cfg.imgsz,
                 batch=cfg.batch, workers=cfg.workers, patience=cfg.patience, seed=cfg.seed, hyp=cfg.hyp,
             )  # fmt: skip
+            info = describe_checkpoint(source)
         metrics: ValMetrics = validate(
             weights=source, data=data, imgsz=cfg.imgsz, batch=cfg.batch, workers=cfg.workers, run_dir=run_dir
         )
-        info = describe_checkpoint(source)
         with atomic_file(out_weights) as tmp:
             shutil.copyfile(source, tmp)
     write_json(
