@@ -11,11 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 __all__ = [
     "BaseConfig",
     "ConfigError",
+    "CropConfig",
     "DemoConfig",
+    "DetectConfig",
     "FinetuneConfig",
     "ModelConfig",
     "Params",
     "PruneConfig",
+    "ReportConfig",
     "SelectConfig",
     "ValConfig",
     "load_params",
@@ -123,6 +126,48 @@ class SelectConfig(_Section):
     max_map50_drop: float = Field(0.03, ge=0, le=1)  # largest mAP50 loss from base a candidate may show
 
 
+class DetectConfig(_Section):
+    """Sampled detection on video: every `interval`-th frame goes through the detector."""
+
+    weights: str = "models/finetuned.pt"  # any YOLOv5 detection checkpoint
+    videos: list[str] = ["data/demo/videos"]  # video files, folders of videos, or globs
+    interval: int = Field(5, ge=1)  # detect every interval-th frame (1 = every frame)
+    start: int = Field(0, ge=0)  # first frame index considered (0-based)
+    end: int | None = Field(None, ge=1)  # stop before this frame index; null = to the end of the video
+    imgsz: int = Field(640, ge=32)  # inference size (long side), a multiple of 32 as in detect.py
+    conf: float = Field(0.25, gt=0, lt=1)  # confidence threshold
+    iou: float = Field(0.45, gt=0, lt=1)  # NMS IoU threshold
+    max_det: int = Field(1000, ge=1)  # maximum detections per frame
+    classes: list[int] | None = None  # keep only these class ids (e.g. [0] = person on COCO); null keeps all
+    batch: int = Field(8, ge=1)  # sampled frames per forward pass
+
+    @model_validator(mode="after")
+    def _check(self) -> DetectConfig:
+        if self.imgsz % 32:
+            raise ValueError(f"imgsz {self.imgsz} is not a multiple of 32 (YOLOv5's largest stride)")
+        if self.end is not None and self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must be greater than start ({self.start})")
+        if not self.videos:
+            raise ValueError("videos is empty: give at least one video file, folder or glob")
+        return self
+
+
+class CropConfig(_Section):
+    """Cropping each detection from its original frame."""
+
+    pad: float = Field(0.1, ge=0, le=1)  # margin added on each side, as a fraction of the box width/height
+    min_size: int = Field(8, ge=1)  # crops narrower or lower than this many pixels (after clipping) are dropped
+    jpeg_quality: int = Field(95, ge=10, le=100)
+
+
+class ReportConfig(_Section):
+    """People-flow report: counts over time, class tallies and the comparison with ground truth."""
+
+    match_iou: float = Field(0.5, gt=0, lt=1)  # a detection matches a ground-truth person at this IoU
+    gt_min_visible: float = Field(0.5, ge=0, le=1)  # ground-truth people less visible than this are not counted
+    gt_min_height: int = Field(16, ge=0)  # nor those lower than this many pixels (too small to detect)
+
+
 class Params(_Section):
     """All of `params.yaml`."""
 
@@ -133,6 +178,9 @@ class Params(_Section):
     finetune: FinetuneConfig = FinetuneConfig()
     val: ValConfig = ValConfig()
     select: SelectConfig = SelectConfig()
+    detect: DetectConfig = DetectConfig()
+    crop: CropConfig = CropConfig()
+    report: ReportConfig = ReportConfig()
 
 
 def _describe(error: ValidationError, source: str) -> str:

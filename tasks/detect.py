@@ -1,0 +1,206 @@
+"""Stage `detect`: every `interval`-th frame of each video through the detector, boxes to one CSV per video."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from prefect import task
+from tqdm import tqdm
+
+from tasks.atomic import atomic_dir, atomic_file, write_json
+from tasks.caching import StepCachePolicy
+from tasks.config import DetectConfig
+from tasks.frames import ReadStats, VideoError, open_video, prefetched, sampled_frames
+from tasks.yolo.inference import Detector
+
+__all__ = [
+    "DETECTION_COLUMNS",
+    "DetectError",
+    "VideoReport",
+    "detect_video",
+    "detect_video_task",
+    "detect_videos",
+    "detect_videos_task",
+    "find_videos",
+    "load_detector",
+    "read_summary",
+    "write_summary",
+]
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = frozenset({".asf", ".avi", ".gif", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".ts", ".wmv"})
+DETECTION_COLUMNS = ("frame", "time_s", "x1", "y1", "x2", "y2", "conf", "class")
+SUMMARY_NAME = "summary.json"
+_PREFETCH_BATCHES = 2  # decoded batches waiting for the detector: bounded, so memory does not grow with length
+
+
+class DetectError(ValueError):
+    """Detection settings that cannot work, found before any video is read."""
+
+
+@dataclass(frozen=True)
+class VideoReport:
+    """What happened to one video; a failed video names its error and still gets a (header-only) CSV."""
+
+    video: str  # the path as found
+    name: str  # the CSV is <name>.csv
+    status: str  # "ok" | "failed"
+    error: str = ""
+    frames: int = 0  # frame count the container reports
+    fps: float = 0.0
+    width: int = 0
+    height: int = 0
+    frames_read: int = 0  # frame positions consumed
+    sampled: int = 0  # frames that went through the detector
+    decode_failures: int = 0  # frames skipped because they did not decode
+    detections: int = 0
+    seconds: float = 0.0  # wall time, decode included
+
+
+def find_videos(entries: list[str], root: Path) -> tuple[list[Path], list[VideoReport]]:
+    """Expand files, folders and globs into videos; entries that name nothing become failed reports."""
+    videos: list[Path] = []
+    failures: list[VideoReport] = []
+    for entry in entries:
+        path = Path(entry) if Path(entry).is_absolute() else root / entry
+        if glob.has_magic(entry):
+            found = [Path(p) for p in sorted(glob.glob(str(path), recursive=True))]
+            found = [p for p in found if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES]
+        elif path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+        else:
+            found = [path]  # a missing or unreadable file fails when it is opened, by name
+        if not found:
+            error = f"{entry}: no videos found ({', '.join(sorted(VIDEO_SUFFIXES))})"
+            failures.append(VideoReport(video=entry, name=Path(entry).stem, status="failed", error=error))
+        videos.extend(p for p in found if p not in videos)
+    names: dict[str, Path] = {}
+    for video in videos:
+        if video.stem in names:
+            raise DetectError(f"{names[video.stem]} and {video} would both write {video.stem}.csv: rename one")
+        names[video.stem] = video
+    return videos, failures
+
+
+def load_detector(cfg: DetectConfig, weights: Path) -> Detector:
+    """The detector with the stage's thresholds."""
+    classes = tuple(cfg.classes) if cfg.classes is not None else None
+    return Detector(weights, cfg.imgsz, cfg.conf, cfg.iou, cfg.max_det, classes)
+
+
+def _batches(detector: Detector, frames: Iterator[tuple[int, np.ndarray]], size: int) -> Iterator[tuple]:
+    indices: list[int] = []
+    images: list[np.ndarray] = []
+    shape: tuple[int, ...] = ()
+    for index, frame in frames:
+        if images and frame.shape != shape:  # a resolution change mid-stream: letterbox shapes differ
+            yield indices, images, shape
+            indices, images = [], []
+        shape = frame.shape
+        indices.append(index)
+        images.append(detector.letterbox(frame))  # in the reader thread, with decoding
+        if len(images) == size:
+            yield indices, images, shape
+            indices, images = [], []
+    if images:
+        yield indices, images, shape
+
+
+def detect_video(detector: Detector, cfg: DetectConfig, video: Path, out_csv: Path) -> VideoReport:
+    """Detect on the sampled frames of one video and write its CSV; an unreadable video gives a failed report."""
+    started = time.perf_counter()
+    try:
+        capture, info = open_video(video)
+    except VideoError as error:
+        log.error("%s", error)
+        _write_rows(out_csv, [])
+        return VideoReport(video=str(video), name=video.stem, status="failed", error=str(error))
+    stats = ReadStats()
+    rows: list[tuple] = []
+    fps = info.fps or 1.0
+    sampled = 0
+    total = info.frames if cfg.end is None else min(cfg.end, info.frames)
+    try:
+        frames = sampled_frames(capture, info, stats, cfg.interval, cfg.start, cfg.end)
+        with tqdm(total=total, desc=video.name, unit="frame", leave=False) as progress:  # frames done / total, fps
+            for indices, images, shape in prefetched(_batches(detector, frames, cfg.batch), _PREFETCH_BATCHES):
+                for index, boxes in zip(indices, detector(images, shape), strict=True):
+                    rows.extend(
+                        (index, round(index / fps, 4), *(int(v) for v in box[:4]), round(float(box[4]), 5), int(box[5]))
+                        for box in boxes
+                    )
+                sampled += len(indices)
+                progress.update(min(indices[-1] + 1, total) - progress.n)
+    finally:
+        capture.release()
+    _write_rows(out_csv, rows)
+    report = VideoReport(
+        video=str(video), name=video.stem, status="ok", frames=info.frames, fps=info.fps, width=info.width,
+        height=info.height, frames_read=stats.frames_read, sampled=sampled, decode_failures=stats.decode_failures,
+        detections=len(rows), seconds=round(time.perf_counter() - started, 3),
+    )  # fmt: skip
+    if stats.decode_failures:
+        log.warning("%s: %d frames did not decode and were skipped", video, stats.decode_failures)
+    log.info("%s: %d sampled frames, %d detections, %.1f s", video.name, report.sampled, len(rows), report.seconds)
+    return report
+
+
+def _write_rows(out_csv: Path, rows: list[tuple]) -> None:
+    with atomic_file(out_csv) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(DETECTION_COLUMNS)
+        writer.writerows(rows)
+
+
+def write_summary(out_dir: Path, reports: list[VideoReport]) -> Path:
+    """summary.json beside the CSVs: one report per video, failures included."""
+    return write_json(out_dir / SUMMARY_NAME, {"videos": [asdict(r) for r in reports]})
+
+
+def read_summary(out_dir: Path) -> list[VideoReport]:
+    """The reports of the last detect run."""
+    import json
+
+    path = out_dir / SUMMARY_NAME
+    if not path.is_file():
+        raise DetectError(f"{path}: not found; run the detect stage first")
+    return [VideoReport(**item) for item in json.loads(path.read_text())["videos"]]
+
+
+def detect_videos(cfg: DetectConfig, root: Path, out_dir: Path) -> list[VideoReport]:
+    """Sampled detection over every configured video into `out_dir` (replaced as a whole)."""
+    weights = Path(cfg.weights) if Path(cfg.weights).is_absolute() else root / cfg.weights
+    videos, reports = find_videos(cfg.videos, root)
+    if not videos and reports:
+        raise DetectError("no videos to process:\n  " + "\n  ".join(r.error for r in reports))
+    detector = load_detector(cfg, weights)
+    with atomic_dir(out_dir) as tmp:
+        for video in videos:
+            reports.append(detect_video(detector, cfg, video, tmp / f"{video.stem}.csv"))
+        write_summary(tmp, reports)
+    failed = [r for r in reports if r.status == "failed"]
+    for report in failed:
+        log.error("failed: %s", report.error)
+    return reports
+
+
+@task(name="detect-video", cache_policy=StepCachePolicy(code=("tasks.detect", "tasks.frames", "tasks.yolo"),
+                                                         outputs=("out_csv",)))  # fmt: skip
+def detect_video_task(cfg: DetectConfig, weights: Path, video: Path, out_csv: Path) -> VideoReport:
+    """Sampled detection on one video (the unit the flow fans out)."""
+    return detect_video(load_detector(cfg, weights), cfg, video, out_csv)
+
+
+@task(name="detect", cache_policy=StepCachePolicy(code=("tasks.detect", "tasks.frames", "tasks.yolo"),
+                                                  outputs=("out_dir",)))  # fmt: skip
+def detect_videos_task(cfg: DetectConfig, root: Path, weights: Path, videos: Path, out_dir: Path) -> list[VideoReport]:
+    """Sampled detection over all videos; `weights` and `videos` key the cache by content."""
+    return detect_videos(cfg, root, out_dir)
