@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -12,7 +12,16 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
-__all__ = ["ReadStats", "VideoError", "VideoInfo", "open_video", "prefetched", "sampled_frames", "sampled_indices"]
+__all__ = [
+    "ReadStats",
+    "VideoError",
+    "VideoInfo",
+    "frames_at",
+    "open_video",
+    "prefetched",
+    "sampled_frames",
+    "sampled_indices",
+]
 
 T = TypeVar("T")
 
@@ -73,11 +82,23 @@ def sampled_frames(
     start: int = 0,
     end: int | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """(index, BGR frame) for frames start, start+interval, … before `end`.
+    """(index, BGR frame) for frames start, start+interval, … before `end`."""
+    return _frames(capture, info, stats, lambda index: index >= start and (index - start) % interval == 0, end)
 
-    Unsampled frames are only grabbed (demuxed and decoded, never converted to BGR). A frame that fails
-    to decode before the container's frame count is skipped and counted, and reading goes on.
-    """
+
+def frames_at(
+    capture: cv2.VideoCapture, info: VideoInfo, stats: ReadStats, indices: Collection[int]
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, BGR frame) for the given frame indices, in order."""
+    wanted = frozenset(indices)
+    return _frames(capture, info, stats, wanted.__contains__, max(wanted, default=-1) + 1)
+
+
+def _frames(
+    capture: cv2.VideoCapture, info: VideoInfo, stats: ReadStats, wanted: Callable[[int], bool], end: int | None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Unwanted frames are only grabbed (demuxed and decoded, never converted to BGR). A frame that fails
+    to decode before the container's frame count is skipped and counted, and reading goes on."""
     index, consecutive_failures = 0, 0
     while end is None or index < end:
         if not capture.grab():
@@ -88,7 +109,7 @@ def sampled_frames(
                 continue
             break
         consecutive_failures = 0
-        if index >= start and (index - start) % interval == 0:
+        if wanted(index):
             ok, frame = capture.retrieve()
             if ok:
                 yield index, frame

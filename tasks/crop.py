@@ -1,0 +1,132 @@
+"""Stage `crop`: each detection cut from its original frame (padded, clipped), one JPEG each, plus an index."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from prefect import task
+
+from tasks.atomic import atomic_dir, atomic_file
+from tasks.caching import StepCachePolicy
+from tasks.config import CropConfig
+from tasks.detect import read_summary
+from tasks.frames import ReadStats, VideoError, frames_at, open_video
+
+__all__ = ["CROP_INDEX_COLUMNS", "CropError", "crop_box", "crop_detections", "crop_task", "read_crop_index"]
+
+log = logging.getLogger(__name__)
+
+CROP_INDEX_COLUMNS = ("crop", "video", "frame", "detection", "x1", "y1", "x2", "y2", "conf")
+INDEX_NAME = "index.csv"
+
+
+class CropError(ValueError):
+    """Detections that cannot be cropped: their video changed or is gone."""
+
+
+@dataclass(frozen=True)
+class _Detection:
+    row: int  # row number in the video's detection CSV (0 = first data row)
+    frame: int
+    box: tuple[int, int, int, int]
+    conf: float
+
+
+def crop_box(
+    frame_shape: tuple[int, ...], box: tuple[int, int, int, int], pad: float, min_size: int
+) -> tuple[int, int, int, int] | None:
+    """The padded box clipped to the frame, or None when what is left is smaller than `min_size`."""
+    height, width = frame_shape[:2]
+    x1, y1, x2, y2 = box
+    dx, dy = (x2 - x1) * pad, (y2 - y1) * pad
+    left, top = max(int(round(x1 - dx)), 0), max(int(round(y1 - dy)), 0)
+    right, bottom = min(int(round(x2 + dx)), width), min(int(round(y2 + dy)), height)
+    if right - left < min_size or bottom - top < min_size:
+        return None
+    return left, top, right, bottom
+
+
+def _read_detections(path: Path) -> list[_Detection]:
+    with path.open(newline="") as handle:
+        return [
+            _Detection(row, int(r["frame"]), (int(r["x1"]), int(r["y1"]), int(r["x2"]), int(r["y2"])), float(r["conf"]))
+            for row, r in enumerate(csv.DictReader(handle))
+        ]
+
+
+def _crop_video(cfg: CropConfig, video: Path, name: str, detections: list[_Detection], out_dir: Path) -> list[tuple]:
+    by_frame: dict[int, list[_Detection]] = {}
+    for detection in detections:
+        by_frame.setdefault(detection.frame, []).append(detection)
+    rows: list[tuple] = []
+    if not by_frame:
+        return rows
+    capture, info = open_video(video)
+    (out_dir / name).mkdir(parents=True, exist_ok=True)
+    try:
+        for index, frame in frames_at(capture, info, ReadStats(), by_frame):
+            for n, detection in enumerate(by_frame.pop(index)):
+                rows.extend(_save_crop(cfg, frame, detection, out_dir, name, f"{name}/{index:06d}_{n}.jpg"))
+    finally:
+        capture.release()
+    if by_frame:
+        raise CropError(f"{video}: frames {sorted(by_frame)[:5]}… of the detections could not be read again")
+    return rows
+
+
+def _save_crop(cfg: CropConfig, frame: np.ndarray, detection: _Detection, out_dir: Path, name: str, crop: str) -> list:
+    clipped = crop_box(frame.shape, detection.box, cfg.pad, cfg.min_size)
+    if clipped is None:
+        return []
+    left, top, right, bottom = clipped
+    ok, encoded = cv2.imencode(".jpg", frame[top:bottom, left:right], [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
+    if not ok:
+        raise CropError(f"{crop}: JPEG encoding failed")
+    (out_dir / crop).write_bytes(encoded.tobytes())
+    return [(crop, name, detection.frame, detection.row, left, top, right, bottom, detection.conf)]
+
+
+def crop_detections(cfg: CropConfig, root: Path, detections_dir: Path, out_dir: Path) -> Path:
+    """Crops of every detection of every processed video into `out_dir` (replaced as a whole); returns the index."""
+    reports = [r for r in read_summary(detections_dir) if r.status == "ok"]
+    for report in reports:
+        if not (detections_dir / f"{report.name}.csv").is_file():
+            raise CropError(f"{detections_dir / report.name}.csv: missing; run the detect stage again")
+        video = Path(report.video) if Path(report.video).is_absolute() else root / report.video
+        if not video.is_file():
+            raise CropError(f"{video}: the video these detections came from is gone")
+    with atomic_dir(out_dir) as tmp:
+        rows: list[tuple] = []
+        for report in reports:
+            video = Path(report.video) if Path(report.video).is_absolute() else root / report.video
+            detections = _read_detections(detections_dir / f"{report.name}.csv")
+            try:
+                video_rows = _crop_video(cfg, video, report.name, detections, tmp)
+            except VideoError as error:
+                raise CropError(str(error)) from None
+            log.info("%s: %d crops of %d detections", report.name, len(video_rows), len(detections))
+            rows.extend(video_rows)
+        with atomic_file(tmp / INDEX_NAME) as index, index.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(CROP_INDEX_COLUMNS)
+            writer.writerows(rows)
+    return out_dir / INDEX_NAME
+
+
+def read_crop_index(path: Path) -> list[dict[str, str]]:
+    """The rows of a crops index.csv."""
+    if not path.is_file():
+        raise CropError(f"{path}: crops index not found; run the crop stage first")
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@task(name="crop", cache_policy=StepCachePolicy(code=("tasks.crop", "tasks.frames"), outputs=("out_dir",)))
+def crop_task(cfg: CropConfig, root: Path, detections_dir: Path, videos: Path, out_dir: Path) -> Path:
+    """Crop every detection; `detections_dir` and `videos` key the cache by content."""
+    return crop_detections(cfg, root, detections_dir, out_dir)
