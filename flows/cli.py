@@ -19,10 +19,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
+    from tasks.crop import CropError
+    from tasks.detect import DetectError
     from tasks.finetune import FinetuneError
     from tasks.prune import PruneError
 
-    return (ConfigError, CheckpointError, DatasetError, PruneError, FinetuneError)
+    return (ConfigError, CheckpointError, DatasetError, PruneError, FinetuneError, DetectError, CropError)
 
 
 class Stage(StrEnum):
@@ -31,6 +33,9 @@ class Stage(StrEnum):
     prune = "prune"
     finetune = "finetune"
     val = "val"
+    detect = "detect"
+    crop = "crop"
+    flow_report = "flow_report"
 
 
 def _setup_logging() -> None:
@@ -82,6 +87,19 @@ def run(
                 "finetuned": layout.finetuned_weights,
             }
             compare_models(params.val, weights, params.model.data_yaml(layout.demo_data), layout.val_outputs)
+        elif stage is Stage.detect:
+            from tasks.detect import detect_videos
+
+            detect_videos(params.detect, root, layout.detections)
+        elif stage is Stage.crop:
+            from tasks.crop import crop_detections
+
+            crop_detections(params.crop, root, layout.detections, layout.crops)
+        elif stage is Stage.flow_report:
+            from tasks.report import flow_report
+
+            flow_report(params.report, params.detect, root, layout.detections, layout.crops_index,
+                        layout.predictions, layout.flow_outputs)  # fmt: skip
     except _user_errors() as error:
         _fail(error)
 

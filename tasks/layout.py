@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Layout", "PruneOutputs", "ValOutputs"]
+__all__ = ["FlowOutputs", "Layout", "PruneOutputs", "ValOutputs"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,15 @@ class ValOutputs:
     table: Path  # the comparison as a markdown table
     pr_csv: Path  # PR curves at IoU 0.5, one column per model, for `dvc plots`
     pr_png: Path
+
+
+@dataclass(frozen=True)
+class FlowOutputs:
+    metrics: Path  # per video: people per sampled frame, class tallies, ground-truth comparison
+    counts_dir: Path  # one CSV per video: frame, time, detected and true people, for `dvc plots`
+    counts_png: Path
+    classes_csv: Path  # crops per class over all videos
+    classes_png: Path
 
 
 @dataclass(frozen=True)
@@ -71,4 +80,30 @@ class Layout:
             table=self.root / "reports" / "compare.md",
             pr_csv=self.root / "reports" / "pr_curves.csv",
             pr_png=self.root / "reports" / "pr_curves.png",
+        )
+
+    @property
+    def detections(self) -> Path:
+        return self.root / "data" / "detections"
+
+    @property
+    def crops(self) -> Path:
+        return self.root / "data" / "crops"
+
+    @property
+    def crops_index(self) -> Path:
+        return self.crops / "index.csv"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "data" / "predictions.csv"
+
+    @property
+    def flow_outputs(self) -> FlowOutputs:
+        return FlowOutputs(
+            metrics=self.root / "metrics" / "flow.json",
+            counts_dir=self.root / "reports" / "people_counts",
+            counts_png=self.root / "reports" / "people_counts.png",
+            classes_csv=self.root / "reports" / "class_counts.csv",
+            classes_png=self.root / "reports" / "class_counts.png",
         )

@@ -1,0 +1,245 @@
+"""Stage `flow_report`: people per sampled frame, class tallies, and the comparison with ground truth."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from prefect import task
+
+from tasks.atomic import atomic_dir, atomic_file, write_json, write_png
+from tasks.caching import StepCachePolicy
+from tasks.config import DetectConfig, ReportConfig
+from tasks.crop import read_crop_index
+from tasks.detect import VideoReport, read_summary
+from tasks.frames import sampled_indices
+from tasks.layout import FlowOutputs
+
+__all__ = ["GroundTruth", "box_iou", "flow_report", "flow_report_task", "match_boxes", "read_ground_truth"]
+
+log = logging.getLogger(__name__)
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """People of one frame that a detector can be expected to find: (box, colour name) each."""
+
+    people: list[tuple[Box, str]]
+
+
+def box_iou(a: Box, b: Box) -> float:
+    """Intersection over union of two (x1, y1, x2, y2) boxes."""
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def match_boxes(detections: list[Box], truths: list[Box], min_iou: float) -> dict[int, int]:
+    """Greedy one-to-one matching, detections in the given order (by confidence): {detection: truth}."""
+    matches: dict[int, int] = {}
+    taken: set[int] = set()
+    for d, detection in enumerate(detections):
+        best, best_iou = -1, min_iou
+        for t, truth in enumerate(truths):
+            if t not in taken and (iou := box_iou(detection, truth)) >= best_iou:
+                best, best_iou = t, iou
+        if best >= 0:
+            matches[d] = best
+            taken.add(best)
+    return matches
+
+
+def read_ground_truth(path: Path, cfg: ReportConfig, width: int, height: int) -> dict[int, GroundTruth]:
+    """MOT-style `frame,id,left,top,width,height,colour,colour_name,visible` rows, clipped to the frame and
+    filtered to the people a detector can be expected to see."""
+    frames: dict[int, GroundTruth] = {}
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            left, top = float(row["left"]), float(row["top"])
+            box = (max(left, 0.0), max(top, 0.0), min(left + float(row["width"]), width),
+                   min(top + float(row["height"]), height))  # fmt: skip
+            frame = frames.setdefault(int(row["frame"]), GroundTruth([]))
+            visible = float(row.get("visible") or 1.0)
+            if visible >= cfg.gt_min_visible and box[3] - box[1] >= cfg.gt_min_height and box[2] > box[0]:
+                frame.people.append((box, row.get("colour_name", "")))
+    return frames
+
+
+def _read_detections(path: Path) -> dict[int, list[tuple[int, Box]]]:
+    """{frame: [(row number, box)]} in CSV order (by confidence within a frame)."""
+    frames: dict[int, list[tuple[int, Box]]] = {}
+    with path.open(newline="") as handle:
+        for row_number, row in enumerate(csv.DictReader(handle)):
+            box = (float(row["x1"]), float(row["y1"]), float(row["x2"]), float(row["y2"]))
+            frames.setdefault(int(row["frame"]), []).append((row_number, box))
+    return frames
+
+
+def _read_predictions(path: Path) -> dict[str, str]:
+    with path.open(newline="") as handle:
+        return {row["crop"]: row["class"] for row in csv.DictReader(handle)}
+
+
+def _sampled(report: VideoReport, detections: dict[int, list], detect: DetectConfig) -> list[int]:
+    """The sampled frame indices of a video, frames without detections included."""
+    indices = list(sampled_indices(report.frames_read, detect.interval, detect.start, detect.end))
+    return indices if len(indices) == report.sampled else sorted(detections)  # damaged video: what was seen
+
+
+def _video_metrics(
+    cfg: ReportConfig,
+    detect: DetectConfig,
+    report: VideoReport,
+    video: Path,
+    detections_csv: Path,
+    classes: dict[int, str],
+) -> tuple[dict[str, Any], list[tuple]]:
+    """The video's metrics and its count series: (video, frame, time, detected, true count or "")."""
+    detections = _read_detections(detections_csv)
+    frames = _sampled(report, detections, detect)
+    counts = [len(detections.get(f, [])) for f in frames]
+    metrics: dict[str, Any] = {
+        "status": "ok",
+        "sampled_frames": len(frames),
+        "decode_failures": report.decode_failures,
+        "detections": sum(counts),
+        "people_per_frame_mean": _mean(counts),
+        "people_per_frame_max": max(counts, default=0),
+        "classes": dict(sorted(Counter(classes.values()).items())),
+    }
+    truth_file = video.with_suffix(".csv")  # MOT-style ground truth beside the video, when there is one
+    truths: list[int | str] = [""] * len(frames)
+    if truth_file.is_file():
+        truth = read_ground_truth(truth_file, cfg, report.width, report.height)
+        found, right, judged = 0, 0, 0
+        for i, frame in enumerate(frames):
+            people = truth.get(frame, GroundTruth([])).people
+            rows = detections.get(frame, [])
+            matches = match_boxes([box for _, box in rows], [box for box, _ in people], cfg.match_iou)
+            truths[i] = len(people)
+            found += len(matches)
+            for d, t in matches.items():
+                if (predicted := classes.get(rows[d][0])) is not None:
+                    judged += 1
+                    right += predicted == people[t][1]
+        total = sum(int(t) for t in truths)
+        metrics["ground_truth"] = {
+            "people_per_frame_mean": _mean([int(t) for t in truths]),
+            "count_mae": _mean([abs(n - int(t)) for n, t in zip(counts, truths, strict=True)]),
+            "recall_iou50": round(found / total, 4) if total else None,
+            "colour_accuracy": round(right / judged, 4) if judged else None,
+            "colour_judged": judged,
+        }
+    fps = report.fps or 1.0
+    series = [(report.name, f, round(f / fps, 4), n, t) for f, n, t in zip(frames, counts, truths, strict=True)]
+    return metrics, series
+
+
+def _mean(values: list[int]) -> float:
+    return round(float(np.mean(values)), 4) if values else 0.0
+
+
+def _plot_counts(series: list[tuple], path: Path) -> None:
+    videos = sorted({row[0] for row in series})
+    figure = Figure(figsize=(8, 2.6 * max(len(videos), 1)))
+    axes = figure.subplots(max(len(videos), 1), 1, squeeze=False)[:, 0]
+    for axis, video in zip(axes, videos, strict=False):
+        rows = [row for row in series if row[0] == video]
+        axis.plot([r[2] for r in rows], [r[3] for r in rows], label="detected", marker=".")
+        if any(r[4] != "" for r in rows):
+            axis.plot([r[2] for r in rows], [r[4] for r in rows], label="ground truth", linestyle="--")
+        axis.set(title=video, xlabel="time (s)", ylabel="people")
+        axis.legend(loc="upper right")
+    figure.tight_layout()
+    write_png(figure, path)
+
+
+def _plot_classes(tallies: dict[str, Counter], path: Path) -> None:
+    names = sorted({name for tally in tallies.values() for name in tally})
+    figure = Figure(figsize=(7, 4))
+    axis = figure.subplots()
+    width = 0.8 / max(len(tallies), 1)
+    for i, (video, tally) in enumerate(sorted(tallies.items())):
+        axis.bar(np.arange(len(names)) + i * width, [tally.get(n, 0) for n in names], width, label=video)
+    axis.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names)
+    axis.set(ylabel="crops", title="Classes of the detected people")
+    axis.legend()
+    figure.tight_layout()
+    write_png(figure, path)
+
+
+def flow_report(
+    cfg: ReportConfig,
+    detect: DetectConfig,
+    root: Path,
+    detections_dir: Path,
+    crops_index: Path,
+    predictions: Path,
+    out: FlowOutputs,
+) -> dict[str, Any]:
+    """metrics/flow.json, per-video count series and plots; failed videos are listed, not dropped."""
+    reports = read_summary(detections_dir)
+    crop_rows = read_crop_index(crops_index)
+    predicted = _read_predictions(predictions) if predictions.is_file() else {}
+    classes_by_video: dict[str, dict[int, str]] = {}
+    for row in crop_rows:
+        if row["crop"] in predicted:
+            classes_by_video.setdefault(row["video"], {})[int(row["detection"])] = predicted[row["crop"]]
+    videos: dict[str, Any] = {}
+    series: list[tuple] = []
+    for report in reports:
+        if report.status != "ok":
+            videos[report.name] = {"status": "failed", "error": report.error}
+            continue
+        video = Path(report.video) if Path(report.video).is_absolute() else root / report.video
+        classes = classes_by_video.get(report.name, {})
+        metrics, rows = _video_metrics(cfg, detect, report, video, detections_dir / f"{report.name}.csv", classes)
+        videos[report.name] = metrics
+        series.extend(rows)
+    result = {
+        "interval": detect.interval,
+        "videos": videos,
+        "failed": sorted(name for name, v in videos.items() if v["status"] == "failed"),
+        "classes": dict(sorted(Counter(c for by in classes_by_video.values() for c in by.values()).items())),
+    }
+    write_json(out.metrics, result)
+    with atomic_dir(out.counts_dir) as tmp:
+        for video in sorted({row[0] for row in series}):
+            with atomic_file(tmp / f"{video}.csv") as file, file.open("w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["frame", "time_s", "detected", "ground_truth"])
+                writer.writerows(row[1:] for row in series if row[0] == video)
+    with atomic_file(out.classes_csv) as file, file.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["class", "crops"])
+        writer.writerows(result["classes"].items())
+    _plot_counts(series, out.counts_png)
+    _plot_classes({v: Counter(by.values()) for v, by in classes_by_video.items()}, out.classes_png)
+    for name, metrics in videos.items():
+        log.info("%s: %s", name, metrics)
+    return result
+
+
+@task(name="flow-report", cache_policy=StepCachePolicy(code=("tasks.report",), outputs=("out",)))
+def flow_report_task(
+    cfg: ReportConfig,
+    detect: DetectConfig,
+    root: Path,
+    detections_dir: Path,
+    crops_index: Path,
+    predictions: Path,
+    ground_truth: Path,
+    out: FlowOutputs,
+) -> dict[str, Any]:
+    """The people-flow report; `ground_truth` (the videos' folder) keys the cache by content."""
+    return flow_report(cfg, detect, root, detections_dir, crops_index, predictions, out)
