@@ -173,7 +173,8 @@ def _plot_classes(tallies: dict[str, Counter], path: Path) -> None:
         axis.bar(np.arange(len(names)) + i * width, [tally.get(n, 0) for n in names], width, label=video)
     axis.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names)
     axis.set(ylabel="crops", title="Classes of the detected people")
-    axis.legend()
+    if tallies:
+        axis.legend()
     figure.tight_layout()
     write_png(figure, path)
 
