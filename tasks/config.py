@@ -19,6 +19,7 @@ __all__ = [
     "Params",
     "PruneConfig",
     "ReportConfig",
+    "RunnerConfig",
     "SelectConfig",
     "ValConfig",
     "load_params",
@@ -141,6 +142,10 @@ class DetectConfig(_Section):
     classes: list[int] | None = None  # keep only these class ids (e.g. [0] = person on COCO); null keeps all
     batch: int = Field(8, ge=1)  # sampled frames per forward pass
 
+    def weights_path(self, root: Path) -> Path:
+        """`weights` resolved against the project folder."""
+        return Path(self.weights) if Path(self.weights).is_absolute() else root / self.weights
+
     @model_validator(mode="after")
     def _check(self) -> DetectConfig:
         if self.imgsz % 32:
@@ -168,6 +173,15 @@ class ReportConfig(_Section):
     gt_min_height: int = Field(16, ge=0)  # nor those lower than this many pixels (too small to detect)
 
 
+class RunnerConfig(_Section):
+    """Where the Prefect flow runs the per-video detection tasks (not read by any DVC stage)."""
+
+    task_runner: Literal["threads", "dask"] = "threads"  # dask: prefect-dask's DaskTaskRunner
+    threads: int = Field(1, ge=1)  # videos at once with "threads" (torch already uses every core for one)
+    dask_address: str = ""  # a running scheduler, e.g. tcp://10.0.0.5:8786; empty starts a local cluster
+    dask_workers: int = Field(2, ge=1)  # worker processes of that local cluster
+
+
 class Params(_Section):
     """All of `params.yaml`."""
 
@@ -181,6 +195,7 @@ class Params(_Section):
     detect: DetectConfig = DetectConfig()
     crop: CropConfig = CropConfig()
     report: ReportConfig = ReportConfig()
+    runner: RunnerConfig = RunnerConfig()
 
 
 def _describe(error: ValidationError, source: str) -> str:

@@ -27,7 +27,6 @@ __all__ = [
     "detect_video",
     "detect_video_task",
     "detect_videos",
-    "detect_videos_task",
     "find_videos",
     "load_detector",
     "read_summary",
@@ -177,7 +176,7 @@ def read_summary(out_dir: Path) -> list[VideoReport]:
 
 def detect_videos(cfg: DetectConfig, root: Path, out_dir: Path) -> list[VideoReport]:
     """Sampled detection over every configured video into `out_dir` (replaced as a whole)."""
-    weights = Path(cfg.weights) if Path(cfg.weights).is_absolute() else root / cfg.weights
+    weights = cfg.weights_path(root)
     videos, reports = find_videos(cfg.videos, root)
     if not videos and reports:
         raise DetectError("no videos to process:\n  " + "\n  ".join(r.error for r in reports))
@@ -197,10 +196,3 @@ def detect_videos(cfg: DetectConfig, root: Path, out_dir: Path) -> list[VideoRep
 def detect_video_task(cfg: DetectConfig, weights: Path, video: Path, out_csv: Path) -> VideoReport:
     """Sampled detection on one video (the unit the flow fans out)."""
     return detect_video(load_detector(cfg, weights), cfg, video, out_csv)
-
-
-@task(name="detect", cache_policy=StepCachePolicy(code=("tasks.detect", "tasks.frames", "tasks.yolo"),
-                                                  outputs=("out_dir",)))  # fmt: skip
-def detect_videos_task(cfg: DetectConfig, root: Path, weights: Path, videos: Path, out_dir: Path) -> list[VideoReport]:
-    """Sampled detection over all videos; `weights` and `videos` key the cache by content."""
-    return detect_videos(cfg, root, out_dir)

@@ -1,0 +1,68 @@
+"""The inference flow fans videos out over Prefect's task runner; on a Dask cluster it gives the same outputs."""
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.inference import run_inference
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory):
+    with prefect_test_harness(), temporary_settings({PREFECT_LOCAL_STORAGE_PATH: tmp_path_factory.mktemp("results")}):
+        yield
+
+
+def _project(root: Path, videos: Path, weights: Path, runner: dict) -> Path:
+    root.mkdir()
+    params = {
+        "detect": {"weights": str(weights), "videos": [str(videos)], "interval": 2, "imgsz": 64, "conf": 0.01},
+        "crop": {"min_size": 4},
+        "runner": runner,
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return root
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    digests = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        content = path.read_bytes()
+        if path.name == "summary.json":  # wall times differ from run to run; everything else must not
+            videos = json.loads(content)["videos"]
+            content = json.dumps([{k: v for k, v in video.items() if k != "seconds"} for video in videos]).encode()
+        digests[str(path.relative_to(folder))] = hashlib.sha256(content).hexdigest()
+    return digests
+
+
+def test_a_dask_cluster_gives_the_outputs_of_the_sequential_run(
+    prefect_server, trained_checkpoint: Path, tiny_demo: Path, tmp_path: Path
+):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    source = next((tiny_demo / "videos").glob("*.mp4"))
+    for name in ("cam_a", "cam_b", "cam_c"):
+        shutil.copyfile(source, videos / f"{name}.mp4")
+    (videos / "cam_d.mp4").write_text("not a video")  # a failure on a worker is reported, not raised
+
+    sequential = _project(tmp_path / "sequential", videos, trained_checkpoint, {"task_runner": "threads"})
+    run_inference(sequential)
+    distributed = _project(tmp_path / "dask", videos, trained_checkpoint,
+                           {"task_runner": "dask", "dask_workers": 2})  # fmt: skip
+    run_inference(distributed)
+
+    expected = _digests(sequential / "data")
+    assert {"detections/cam_a.csv", "detections/cam_c.csv", "detections/cam_d.csv", "crops/index.csv"} <= set(expected)
+    assert any(key.startswith("crops/cam_b/") for key in expected), "no crops: the comparison would be empty"
+    assert _digests(distributed / "data") == expected
+    summary = json.loads((distributed / "data" / "detections" / "summary.json").read_text())
+    assert {v["name"]: v["status"] for v in summary["videos"]} == {
+        "cam_a": "ok", "cam_b": "ok", "cam_c": "ok", "cam_d": "failed"}  # fmt: skip
