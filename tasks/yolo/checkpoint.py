@@ -115,10 +115,11 @@ def _names(model: nn.Module) -> dict[int, str]:
     return {int(k): str(v) for k, v in names.items()}
 
 
-def count_gflops(model: nn.Module, imgsz: int = 640) -> float:
-    """GFLOPs of one forward pass at `imgsz` (YOLOv5's convention: 2 x multiply-accumulates)."""
+def count_gflops(model: nn.Module, imgsz: int | tuple[int, int] = 640) -> float:
+    """GFLOPs of one forward pass at `imgsz` (or (height, width)); YOLOv5's convention: 2 x multiply-accumulates."""
     parameter = next(model.parameters())
-    image = torch.zeros(1, 3, imgsz, imgsz, dtype=parameter.dtype, device=parameter.device)
+    height, width = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
+    image = torch.zeros(1, 3, height, width, dtype=parameter.dtype, device=parameter.device)
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         model(image)

@@ -11,7 +11,7 @@ import torch
 from tasks.yolo.checkpoint import detection_model, load_checkpoint
 from tasks.yolo.runtime import yolov5_runtime
 
-__all__ = ["Detector", "stock_detect"]
+__all__ = ["Detector", "letterbox_shape", "stock_detect"]
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,14 @@ class _Thresholds:
     iou: float
     max_det: int
     classes: tuple[int, ...] | None
+
+
+def letterbox_shape(frame_shape: tuple[int, int], imgsz: int, stride: int = 32) -> tuple[int, int]:
+    """(height, width) of a frame after detect.py's letterbox: long side `imgsz`, padded to the stride."""
+    height, width = frame_shape
+    ratio = min(imgsz / height, imgsz / width)
+    new_height, new_width = round(height * ratio), round(width * ratio)
+    return new_height + (-new_height) % stride, new_width + (-new_width) % stride
 
 
 class Detector:
