@@ -72,3 +72,8 @@ class Layout:
             pr_csv=self.root / "reports" / "pr_curves.csv",
             pr_png=self.root / "reports" / "pr_curves.png",
         )
+
+    @property
+    def published(self) -> tuple[str, ...]:
+        """What `lightweight publish` uploads, as globs relative to `root`; the first must exist."""
+        return ("models/finetuned.pt", "reports/*", "metrics/*.json", "data/crops/index.csv", "data/predictions.csv")
