@@ -147,19 +147,26 @@ def publish(
     check_bucket(client, cfg.bucket)
     manifest = {"files": {p.name: {"key": p.key, "sha256": p.sha256, "size": p.size} for p in planned}}
     result = PublishResult(cfg.bucket, client.meta.endpoint_url, f"{_publish_prefix(cfg)}/{MANIFEST_NAME}", manifest)
-    for item in planned:
-        if _upload_if_changed(client, cfg.bucket, item.key, item.sha256, lambda path=item.path: path.open("rb")):
-            log.info("uploaded %s -> s3://%s/%s (%d bytes)", item.path, cfg.bucket, item.key, item.size)
-            result.uploaded.append(item.name)
-            if on_uploaded is not None:
-                on_uploaded(item)
-        else:
-            log.info("unchanged %s (s3://%s/%s has sha256 %s)", item.name, cfg.bucket, item.key, item.sha256[:12])
-            result.skipped.append(item.name)
-    body = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
-    sha = hashlib.sha256(body).hexdigest()
-    if _upload_if_changed(client, cfg.bucket, result.manifest_key, sha, lambda: BytesIO(body)):
-        log.info("wrote manifest s3://%s/%s (%d files)", cfg.bucket, result.manifest_key, len(planned))
+    try:
+        for item in planned:
+            if _upload_if_changed(client, cfg.bucket, item.key, item.sha256, lambda path=item.path: path.open("rb")):
+                log.info("uploaded %s -> s3://%s/%s (%d bytes)", item.path, cfg.bucket, item.key, item.size)
+                result.uploaded.append(item.name)
+                if on_uploaded is not None:
+                    on_uploaded(item)
+            else:
+                log.info("unchanged %s (s3://%s/%s has sha256 %s)", item.name, cfg.bucket, item.key, item.sha256[:12])
+                result.skipped.append(item.name)
+        body = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+        sha = hashlib.sha256(body).hexdigest()
+        if _upload_if_changed(client, cfg.bucket, result.manifest_key, sha, lambda: BytesIO(body)):
+            log.info("wrote manifest s3://%s/%s (%d files)", cfg.bucket, result.manifest_key, len(planned))
+    except StorageUnreachableError as error:
+        done = len(result.uploaded) + len(result.skipped)
+        raise StorageUnreachableError(
+            f"{error}\n  {done} of {len(planned)} files are in place, manifest not updated; local files are unchanged. "
+            "Run publish again once the endpoint answers: files already there are skipped."
+        ) from error
     log.info("published %d files to %s: %d uploaded, %d unchanged", len(planned), where(client, cfg.bucket),
              len(result.uploaded), len(result.skipped))  # fmt: skip
     return result
