@@ -77,7 +77,13 @@ def _sha256(path: Path) -> str:
 def _named(files: Mapping[str, Path] | Sequence[Path]) -> dict[str, Path]:
     if isinstance(files, Mapping):
         return {str(name): Path(path) for name, path in files.items()}
-    return {(Path(p).name if Path(p).is_absolute() else Path(p).as_posix()): Path(p) for p in files}
+    named: dict[str, Path] = {}
+    for path in map(Path, files):
+        name = path.name if path.is_absolute() else path.as_posix()  # absolute paths publish under their file name
+        if name in named and named[name] != path:
+            raise PublishError(f"{named[name]} and {path} would both be published as {name!r}; name them in a dict")
+        named[name] = path
+    return named
 
 
 def _publish_prefix(cfg: StorageConfig) -> str:

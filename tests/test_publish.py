@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from tasks.config import StorageConfig
-from tasks.publish import PublishError, publish
+from tasks.publish import PublishError, plan_publish, publish
 from tasks.storage import StorageError, StorageUnreachableError
 from tests.moto_s3 import MotoServer
 
@@ -176,3 +176,17 @@ def test_cli_publishes_what_exists_and_lists_what_is_missing(bucket, tmp_path, m
     (tmp_path / "models" / "finetuned.pt").unlink()
     missing = runner.invoke(app, ["publish", "--root", str(tmp_path)])
     assert missing.exit_code == 2 and "models/finetuned.pt not found: run the pipeline first" in missing.output
+
+
+def test_unusable_names_are_refused_without_touching_the_network(tmp_path):
+    files = make_artifacts(tmp_path)
+    cfg = StorageConfig(endpoint_url="http://127.0.0.1:9", bucket=BUCKET)  # nothing listens there
+    with pytest.raises(PublishError, match=r"\.\./escape\.pt: not a usable object name"):
+        publish(cfg, {"../escape.pt": files["models/finetuned.pt"]})
+    other = tmp_path / "elsewhere" / "finetuned.pt"
+    other.parent.mkdir()
+    other.write_bytes(b"other")
+    with pytest.raises(PublishError, match=r"would both be published as 'finetuned\.pt'"):
+        publish(cfg, [files["models/finetuned.pt"].resolve(), other.resolve()])
+    planned = plan_publish(cfg, files)
+    assert {p.key: p.sha256 for p in planned} == {f"lightweight/publish/{n}": sha256(p) for n, p in files.items()}
