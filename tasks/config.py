@@ -131,7 +131,7 @@ class StorageConfig(_Section):
 
     endpoint_url: str = ""  # S3-compatible server, e.g. http://127.0.0.1:9000; empty: AWS (or $AWS_ENDPOINT_URL_S3)
     bucket: str = Field("lightweight", min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$")
-    prefix: str = Field("lightweight", pattern=r"^[^/].*[^/]$|^$")  # key prefix in the bucket, no slashes at the ends
+    prefix: str = Field("lightweight", pattern=r"^$|^[^/](.*[^/])?$")  # key prefix in the bucket, no end slashes
     region: str = ""  # empty: from the AWS chain ($AWS_DEFAULT_REGION, the profile)
     max_attempts: int = Field(5, ge=1, le=20)  # per request, first try included (botocore "standard" retries)
     connect_timeout: float = Field(10, gt=0)  # seconds
