@@ -217,6 +217,42 @@ def flow(
     pipeline(root=root, overrides=overrides)
 
 
+@app.command()
+def publish(
+    root: Path = typer.Option(Path("."), help="project folder holding params.yaml"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="list what would be published; no network"),
+) -> None:
+    """Upload the final artifacts to S3 (storage: in params.yaml; credentials from the AWS chain)."""
+    from tasks.publish import collect_artifacts, plan_publish
+    from tasks.publish import publish as publish_files
+    from tasks.storage import StorageError
+
+    _setup_logging()
+    layout = Layout(root)
+    try:
+        storage = load_params(layout.params).storage.with_environment()
+    except ConfigError as error:
+        _fail(error)
+    required = layout.published[0]
+    files, missing = collect_artifacts(root, layout.published)
+    if required in missing:
+        _fail(ConfigError(f"{root / required} not found: run the pipeline first (dvc repro or lightweight flow)"))
+    for pattern in missing:
+        typer.echo(f"not published (nothing matches): {pattern}", err=True)
+    try:
+        if dry_run:
+            for item in plan_publish(storage, files):
+                typer.echo(f"would publish {item.name} -> s3://{storage.bucket}/{item.key} sha256={item.sha256}")
+            return
+        result = publish_files(storage, files)
+    except StorageError as error:
+        _fail(error)
+    typer.echo(
+        f"published {len(files)} files to s3://{result.bucket}/{result.manifest_key.rsplit('/', 1)[0]}/ "
+        f"at {result.endpoint}: {len(result.uploaded)} uploaded, {len(result.skipped)} already there"
+    )
+
+
 def main() -> None:  # pragma: no cover - `python -m flows.cli`
     app(sys.argv[1:])
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -21,6 +23,7 @@ __all__ = [
     "ReportConfig",
     "RunnerConfig",
     "SelectConfig",
+    "StorageConfig",
     "ValConfig",
     "load_params",
 ]
@@ -182,6 +185,44 @@ class RunnerConfig(_Section):
     dask_workers: int = Field(2, ge=1)  # worker processes of that local cluster
 
 
+class StorageConfig(_Section):
+    """Where DVC's remote and `lightweight publish` keep artifacts on S3; credentials come from the AWS chain."""
+
+    endpoint_url: str = ""  # S3-compatible server, e.g. http://127.0.0.1:9000; empty: AWS (or $AWS_ENDPOINT_URL_S3)
+    bucket: str = Field("lightweight", min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$")
+    prefix: str = Field("lightweight", pattern=r"^$|^[^/](.*[^/])?$")  # key prefix in the bucket, no end slashes
+    region: str = ""  # empty: from the AWS chain ($AWS_DEFAULT_REGION, the profile)
+    max_attempts: int = Field(5, ge=1, le=20)  # per request, first try included (botocore "standard" retries)
+    connect_timeout: float = Field(10, gt=0)  # seconds
+    read_timeout: float = Field(60, gt=0)  # seconds without a byte from the server before a request fails
+
+    # Environment variables that override the file, so CI and users can point elsewhere without editing it.
+    ENVIRONMENT: ClassVar[dict[str, str]] = {
+        "LIGHTWEIGHT_S3_ENDPOINT_URL": "endpoint_url",
+        "LIGHTWEIGHT_S3_BUCKET": "bucket",
+        "LIGHTWEIGHT_S3_PREFIX": "prefix",
+        "LIGHTWEIGHT_S3_REGION": "region",
+    }
+
+    def with_environment(self, environ: Mapping[str, str] = os.environ) -> StorageConfig:
+        """This config with the LIGHTWEIGHT_S3_* variables that are set applied (validated again)."""
+        given = {name: environ[name] for name in self.ENVIRONMENT if environ.get(name)}
+        if not given:
+            return self
+        updates = {self.ENVIRONMENT[name]: value for name, value in given.items()}
+        try:
+            return StorageConfig.model_validate({**self.model_dump(), **updates})
+        except ValidationError as error:
+            source = "storage from the environment (" + ", ".join(f"{k}={v}" for k, v in given.items()) + ")"
+            raise ConfigError(_describe(error, source)) from None
+
+    @model_validator(mode="after")
+    def _endpoint_is_a_url(self) -> StorageConfig:
+        if self.endpoint_url and not self.endpoint_url.startswith(("http://", "https://")):
+            raise ValueError(f"endpoint_url: expected http://HOST[:PORT] or https://..., got {self.endpoint_url!r}")
+        return self
+
+
 class Params(_Section):
     """All of `params.yaml`."""
 
@@ -196,6 +237,7 @@ class Params(_Section):
     crop: CropConfig = CropConfig()
     report: ReportConfig = ReportConfig()
     runner: RunnerConfig = RunnerConfig()
+    storage: StorageConfig = StorageConfig()
 
 
 def _describe(error: ValidationError, source: str) -> str:

@@ -107,3 +107,8 @@ class Layout:
             classes_csv=self.root / "reports" / "class_counts.csv",
             classes_png=self.root / "reports" / "class_counts.png",
         )
+
+    @property
+    def published(self) -> tuple[str, ...]:
+        """What `lightweight publish` uploads, as globs relative to `root`; the first must exist."""
+        return ("models/finetuned.pt", "reports/*", "metrics/*.json", "data/crops/index.csv", "data/predictions.csv")

@@ -9,6 +9,8 @@ import pytest
 
 from tasks.config import BaseConfig, DemoConfig, FinetuneConfig, ValConfig
 
+pytest_plugins = ["tests.moto_s3"]  # fixtures `s3_server` (moto on 127.0.0.1) and `aws_env`
+
 os.environ["CUDA_VISIBLE_DEVICES"] = ""  # CPU only, like the machines this runs on
 
 REPO = Path(__file__).resolve().parents[1]
