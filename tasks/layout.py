@@ -72,3 +72,8 @@ class Layout:
             pr_csv=self.root / "reports" / "pr_curves.csv",
             pr_png=self.root / "reports" / "pr_curves.png",
         )
+
+    @property
+    def nightly_history(self) -> Path:
+        """Every nightly evaluation, oldest first: where the next night finds the one to compare with."""
+        return self.root / "nightly" / "history.json"
