@@ -9,7 +9,8 @@ from tasks.config import Params, knob_overrides
 RESULTS = {
     name: {"parameters": p, "gflops_640": g, "precision": 0.8, "recall": 0.7, "map50": m, "map50_95": 0.4,
            "latency_ms": ms, "speedup": s, "throughput": 20.0}
-    for name, p, g, m, ms, s in [("base", 1_765_270, 4.13, 0.882, 38.8, 1.0), ("pruned", 446_182, 1.13, 0.015, 20.8, 1.87),
+    for name, p, g, m, ms, s in [("base", 1_765_270, 4.13, 0.882, 38.8, 1.0),
+                                 ("pruned", 446_182, 1.13, 0.015, 20.8, 1.87),
                                  ("finetuned", 446_182, 1.13, 0.891, 20.6, 1.88)]
 }  # fmt: skip
 
