@@ -216,6 +216,7 @@ def serve(
         _fail(ValueError("no Prefect server: start `prefect server start` and "
                          "`prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api`"))  # fmt: skip
     _setup_logging()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API poll otherwise
     from flows.deployments import serve_deployments
 
     serve_deployments(root, nightly, name=name, schedule=schedule)

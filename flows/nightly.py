@@ -11,7 +11,7 @@ from prefect.states import Completed, Failed, State
 from tasks.artifacts import publish_nightly
 from tasks.config import load_params
 from tasks.layout import Layout
-from tasks.nightly import judge_and_record, revalidate_task
+from tasks.nightly import NightlyRegression, judge_and_record, revalidate_task
 
 __all__ = ["nightly_eval"]
 
@@ -27,8 +27,8 @@ def nightly_eval(root: Path = Path(".")) -> State[Any]:
     # {video: mean people per sampled frame} here, e.g. replace(evaluation, people_per_frame=...).
     verdict = judge_and_record(layout.nightly_history, evaluation, params.nightly)
     publish_nightly(verdict)
-    result = {"passed": verdict.passed, "map50": verdict.current.map50,
-              "alerts": [alert.message for alert in verdict.alerts]}  # fmt: skip
     if verdict.alerts:
-        return Failed(message="; ".join(result["alerts"]), data=result)
-    return Completed(message=f"mAP50 {verdict.current.map50:.4f}", data=result)
+        message = "; ".join(alert.message for alert in verdict.alerts)
+        # A failed state's data must be an exception: `state.result()` raises it.
+        return Failed(message=message, data=NightlyRegression(message))
+    return Completed(message=f"mAP50 {verdict.current.map50:.4f}", data=verdict.current.to_dict())

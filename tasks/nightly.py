@@ -23,6 +23,7 @@ __all__ = [
     "Alert",
     "Evaluation",
     "NightlyError",
+    "NightlyRegression",
     "Verdict",
     "compare_evaluations",
     "count_shift",
@@ -39,6 +40,10 @@ _EPSILON = 1e-9  # a drop exactly at the limit is allowed, whatever the float ro
 
 class NightlyError(ValueError):
     """A nightly evaluation that cannot run: no model yet, or an unreadable history."""
+
+
+class NightlyRegression(Exception):
+    """Raised by a failed nightly run's result: what regressed beyond its tolerance."""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from prefect.testing.utilities import prefect_test_harness
 
 from flows.nightly import nightly_eval
 from tasks.layout import Layout
+from tasks.nightly import NightlyRegression
 from tests.conftest import tiny_params
 from tests.flows.api import artifacts_of, task_states_of
 
@@ -34,7 +35,7 @@ def test_a_map50_drop_fails_the_run_with_an_alert_artifact(project: Path, tmp_pa
     with prefect_test_harness(), temporary_settings({PREFECT_LOCAL_STORAGE_PATH: storage}):
         first = nightly_eval(root=project, return_state=True)
         assert first.is_completed(), first
-        assert first.result()["passed"] is True
+        assert first.result()["passed"] is True and first.result()["map50"] >= 0
         assert task_states_of(first.state_details.flow_run_id) == {"revalidate": "Completed"}
         assert set(artifacts_of(first.state_details.flow_run_id)) == {"nightly-summary"}
         [baseline] = json.loads(history.read_text())
@@ -46,6 +47,8 @@ def test_a_map50_drop_fails_the_run_with_an_alert_artifact(project: Path, tmp_pa
         second = nightly_eval(root=project, return_state=True)
         assert second.is_failed(), second
         assert "mAP50 fell from" in second.message and "nightly.max_map50_drop 0.02" in second.message
+        with pytest.raises(NightlyRegression, match="mAP50 fell from"):
+            second.result()
         found = artifacts_of(second.state_details.flow_run_id)
         assert set(found) == {"nightly-summary", "nightly-alert"}
         assert found["nightly-alert"].type == "markdown" and "mAP50 fell from" in found["nightly-alert"].data
