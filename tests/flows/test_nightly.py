@@ -1,35 +1,24 @@
 """The nightly-eval flow on a real (test) Prefect server: a baseline night, then a regression that fails the run."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.nightly import nightly_eval
 from tasks.layout import Layout
 from tasks.nightly import NightlyRegression
-from tests.conftest import tiny_params
 from tests.flows.api import artifacts_of, task_states_of
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def project(tmp_path: Path, tiny_demo: Path, trained_checkpoint: Path) -> Path:
-    """A project whose pipeline has run: demo data and a fine-tuned model in place."""
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
-    layout = Layout(tmp_path)
-    shutil.copytree(tiny_demo, layout.demo_data)
-    layout.finetuned_weights.parent.mkdir(parents=True)
-    shutil.copy(trained_checkpoint, layout.finetuned_weights)
-    return tmp_path
-
-
-def test_a_map50_drop_fails_the_run_with_an_alert_artifact(project: Path, tmp_path_factory: pytest.TempPathFactory):
+def test_a_map50_drop_fails_the_run_with_an_alert_artifact(
+    finetuned_project: Path, tmp_path_factory: pytest.TempPathFactory
+):
+    project = finetuned_project
     history = Layout(project).nightly_history
     storage = tmp_path_factory.mktemp("prefect-results")
     with prefect_test_harness(), temporary_settings({PREFECT_LOCAL_STORAGE_PATH: storage}):
