@@ -203,7 +203,7 @@ def flow(
 def serve(
     root: Path = typer.Option(Path("."), help="project folder holding params.yaml; runs read and write there"),
     name: str = typer.Option("lightweight", help="deployment name: runs are pipeline/NAME and nightly-eval/NAME"),
-    schedule: bool = typer.Option(True, "--schedule/--no-schedule", help="pause nightly-eval's cron schedule"),
+    schedule: bool = typer.Option(True, "--schedule/--no-schedule", help="--no-schedule: nightly-eval cron paused"),
 ) -> None:
     """Serve the `pipeline` and `nightly-eval` deployments to a Prefect server, running their flow runs here."""
     from prefect.settings import get_current_settings

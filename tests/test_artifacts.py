@@ -4,7 +4,7 @@ import re
 
 from tasks import artifacts
 from tasks.artifacts import comparison_rows, people_rows, pipeline_summary
-from tasks.config import Params, knob_overrides
+from tasks.config import Params
 
 RESULTS = {
     name: {"parameters": p, "gflops_640": g, "precision": 0.8, "recall": 0.7, "map50": m, "map50_95": 0.4,
@@ -42,9 +42,3 @@ def test_summary_states_ratio_and_what_it_cost():
     assert "1,765,270 → 446,182 (3.96x smaller)" in text
     assert "mAP50: 0.882 → 0.891 (+0.009)" in text
     assert "| finetuned | 446,182 | 1.13 | 0.891 |" in text
-
-
-def test_flat_deployment_knobs_become_dotted_overrides():
-    assert knob_overrides(prune_ratio=0.4, finetune_epochs=None, prune_round_to=16) == {
-        "prune.ratio": 0.4, "prune.round_to": 16
-    }  # fmt: skip
