@@ -253,6 +253,29 @@ def publish(
     )
 
 
+@app.command()
+def serve(
+    root: Path = typer.Option(Path("."), help="project folder holding params.yaml; runs read and write there"),
+    name: str = typer.Option("lightweight", help="deployment name: runs are pipeline/NAME and nightly-eval/NAME"),
+    schedule: bool = typer.Option(True, "--schedule/--no-schedule", help="--no-schedule: nightly-eval cron paused"),
+) -> None:
+    """Serve the `pipeline` and `nightly-eval` deployments to a Prefect server, running their flow runs here."""
+    from prefect.settings import get_current_settings
+
+    try:
+        nightly = load_params(Layout(root).params).nightly  # fail fast, before registering anything
+    except ConfigError as error:
+        _fail(error)
+    if not get_current_settings().api.url:
+        _fail(ValueError("no Prefect server: start `prefect server start` and "
+                         "`prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api`"))  # fmt: skip
+    _setup_logging()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API poll otherwise
+    from flows.deployments import serve_deployments
+
+    serve_deployments(root, nightly, name=name, schedule=schedule)
+
+
 def main() -> None:  # pragma: no cover - `python -m flows.cli`
     app(sys.argv[1:])
 

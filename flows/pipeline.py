@@ -9,8 +9,9 @@ from typing import Any
 from prefect import flow
 from prefect.logging.handlers import APILogHandler
 
+from tasks.artifacts import publish_pipeline
 from tasks.base import BaseResult, base_task
-from tasks.config import load_params
+from tasks.config import knob_overrides, load_params
 from tasks.demo_data import demo_data_task
 from tasks.evaluate import val_task
 from tasks.finetune import finetune_task
@@ -30,10 +31,23 @@ for _handler in logging.getLogger("prefect.extra").handlers:
 
 
 @flow(name="pipeline", log_prints=True)
-def pipeline(root: Path = Path("."), overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """demo data -> base -> prune + merge ckpt + rewrite yaml -> finetune -> val (next: detect -> report)."""
+def pipeline(
+    root: Path = Path("."),
+    overrides: dict[str, Any] | None = None,
+    prune_ratio: float | None = None,
+    prune_importance: str | None = None,
+    base_epochs: int | None = None,
+    finetune_epochs: int | None = None,
+) -> dict[str, Any]:
+    """demo data -> base -> prune + merge ckpt + rewrite yaml -> finetune -> val (next: detect -> report).
+
+    `overrides` sets any params.yaml key ({"val.imgsz": 256}); the flat knobs (`-p prune_ratio=0.4` on a
+    deployment run) set the common ones and win over `overrides`.
+    """
     layout = Layout(Path(root))
-    params = load_params(layout.params, overrides)
+    knobs = knob_overrides(prune_ratio=prune_ratio, prune_importance=prune_importance, base_epochs=base_epochs,
+                           finetune_epochs=finetune_epochs)  # fmt: skip
+    params = load_params(layout.params, {**(overrides or {}), **knobs})
     demo = demo_data_task(params.demo, out_dir=layout.demo_data)
     data_yaml = params.model.data_yaml(demo)
     base: BaseResult = base_task(
@@ -54,4 +68,6 @@ def pipeline(root: Path = Path("."), overrides: dict[str, Any] | None = None) ->
         out_weights=layout.finetuned_weights,
     )
     weights = {"base": base.weights, "pruned": pruned.weights, "finetuned": finetuned}
-    return val_task(params.val, weights, data_yaml=data_yaml, dataset=data_yaml.parent, out=layout.val_outputs)
+    results = val_task(params.val, weights, data_yaml=data_yaml, dataset=data_yaml.parent, out=layout.val_outputs)
+    publish_pipeline(results, params)  # people counts: pass `people=` once detection runs
+    return results

@@ -6,9 +6,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
     "BaseConfig",
@@ -18,6 +19,7 @@ __all__ = [
     "DetectConfig",
     "FinetuneConfig",
     "ModelConfig",
+    "NightlyConfig",
     "Params",
     "PruneConfig",
     "ReportConfig",
@@ -25,6 +27,7 @@ __all__ = [
     "SelectConfig",
     "StorageConfig",
     "ValConfig",
+    "knob_overrides",
     "load_params",
 ]
 
@@ -221,6 +224,29 @@ class StorageConfig(_Section):
         if self.endpoint_url and not self.endpoint_url.startswith(("http://", "https://")):
             raise ValueError(f"endpoint_url: expected http://HOST[:PORT] or https://..., got {self.endpoint_url!r}")
         return self
+class NightlyConfig(_Section):
+    """The `nightly-eval` deployment: re-validate the fine-tuned model and compare with the last good run."""
+
+    max_map50_drop: float = Field(0.02, ge=0, le=1)  # largest fall in fine-tuned mAP50 before the run fails
+    max_count_shift: float = Field(0.25, ge=0)  # largest relative change of mean people per frame on a video
+    cron: str = "0 2 * * *"  # when `lightweight serve` schedules it: five cron fields
+    timezone: str = "UTC"  # IANA name the cron is read in
+
+    @field_validator("cron")
+    @classmethod
+    def _five_cron_fields(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError(f"expected five cron fields (minute hour day month weekday), got {value!r}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r}, e.g. UTC or Europe/Paris") from None
+        return value
 
 
 class Params(_Section):
@@ -238,6 +264,7 @@ class Params(_Section):
     report: ReportConfig = ReportConfig()
     runner: RunnerConfig = RunnerConfig()
     storage: StorageConfig = StorageConfig()
+    nightly: NightlyConfig = NightlyConfig()
 
 
 def _describe(error: ValidationError, source: str) -> str:
@@ -263,6 +290,18 @@ def _apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str
             raise ConfigError(f"override {dotted!r}: section {section!r} is not a mapping")
         target[key] = value
     return merged
+
+
+def knob_overrides(**knobs: Any) -> dict[str, Any]:
+    """Flat deployment parameters (`prune_ratio=0.4`) as dotted overrides (`prune.ratio`); None means unset."""
+    overrides = {}
+    for name, value in knobs.items():
+        section, _, key = name.partition("_")  # section names have no underscore, keys may
+        if section not in Params.model_fields or not key:
+            raise ConfigError(f"parameter {name!r}: expected SECTION_KEY, e.g. prune_ratio")
+        if value is not None:
+            overrides[f"{section}.{key}"] = value
+    return overrides
 
 
 def load_params(path: Path | str = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:

@@ -112,3 +112,8 @@ class Layout:
     def published(self) -> tuple[str, ...]:
         """What `lightweight publish` uploads, as globs relative to `root`; the first must exist."""
         return ("models/finetuned.pt", "reports/*", "metrics/*.json", "data/crops/index.csv", "data/predictions.csv")
+
+    @property
+    def nightly_history(self) -> Path:
+        """Every nightly evaluation, oldest first: where the next night finds the one to compare with."""
+        return self.root / "nightly" / "history.json"

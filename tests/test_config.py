@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.config import ConfigError, Params, load_params
+from tasks.config import ConfigError, Params, knob_overrides, load_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,3 +69,11 @@ def test_params_are_frozen():
     params = Params()
     with pytest.raises(ValueError):
         params.base.epochs = 3  # type: ignore[misc]
+
+
+def test_flat_deployment_knobs_become_dotted_overrides():
+    assert knob_overrides(prune_ratio=0.4, finetune_epochs=None, prune_round_to=16) == {
+        "prune.ratio": 0.4, "prune.round_to": 16
+    }  # fmt: skip
+    with pytest.raises(ConfigError, match=r"parameter 'ratio': expected SECTION_KEY, e.g. prune_ratio"):
+        knob_overrides(ratio=0.4)

@@ -1,0 +1,34 @@
+"""The `nightly-eval` flow: re-validate the fine-tuned model, compare with the last good night, alert."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from prefect.states import Completed, Failed, State
+
+from tasks.artifacts import publish_nightly
+from tasks.config import load_params
+from tasks.layout import Layout
+from tasks.nightly import NightlyRegression, judge_and_record, revalidate_task
+
+__all__ = ["nightly_eval"]
+
+
+@flow(name="nightly-eval", log_prints=True)
+def nightly_eval(root: Path = Path(".")) -> State[Any]:
+    """Fails, with a `nightly-alert` artifact, when mAP50 or people counts regress beyond `nightly` tolerances."""
+    layout = Layout(Path(root))
+    params = load_params(layout.params)
+    data_yaml = params.model.data_yaml(layout.demo_data)
+    evaluation = revalidate_task(params.val, weights=layout.finetuned_weights, data_yaml=data_yaml)
+    # detection: wired by the lead -- re-run sampled detection on the configured videos and pass
+    # {video: mean people per sampled frame} here, e.g. replace(evaluation, people_per_frame=...).
+    verdict = judge_and_record(layout.nightly_history, evaluation, params.nightly)
+    publish_nightly(verdict)
+    if verdict.alerts:
+        message = "; ".join(alert.message for alert in verdict.alerts)
+        # A failed state's data must be an exception: `state.result()` raises it.
+        return Failed(message=message, data=NightlyRegression(message))
+    return Completed(message=f"mAP50 {verdict.current.map50:.4f}", data=verdict.current.to_dict())

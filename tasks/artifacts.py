@@ -1,0 +1,125 @@
+"""Reports as Prefect artifacts: plain builders for their content, and the calls that publish them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from tasks.config import Params
+
+if TYPE_CHECKING:
+    from tasks.nightly import Verdict
+
+__all__ = [
+    "ALERT_KEY",
+    "COMPARISON_KEY",
+    "NIGHTLY_KEY",
+    "PEOPLE_KEY",
+    "SUMMARY_KEY",
+    "alert_markdown",
+    "comparison_rows",
+    "nightly_markdown",
+    "people_rows",
+    "pipeline_summary",
+    "publish_nightly",
+    "publish_pipeline",
+]
+
+# Artifact keys: lowercase letters, digits and dashes (Prefect's rule). Each run adds a new version.
+SUMMARY_KEY = "pipeline-summary"
+COMPARISON_KEY = "model-comparison"
+PEOPLE_KEY = "people-counts"
+NIGHTLY_KEY = "nightly-summary"
+ALERT_KEY = "nightly-alert"
+
+_COMPARISON_COLUMNS = ("parameters", "gflops_640", "precision", "recall", "map50", "map50_95", "latency_ms",
+                       "speedup", "throughput")  # fmt: skip
+
+
+def comparison_rows(results: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per model (base, pruned, finetuned) from metrics/val.json."""
+    return [{"model": name, **{column: values.get(column) for column in _COMPARISON_COLUMNS}}
+            for name, values in results.items()]  # fmt: skip
+
+
+def people_rows(counts: Mapping[str, Mapping[str, float]]) -> list[dict[str, Any]]:
+    """One row per video from {video: {mean, max, frames}} (people per sampled frame)."""
+    return [{"video": video, "mean": round(float(c["mean"]), 3), "max": int(c["max"]), "frames": int(c["frames"])}
+            for video, c in sorted(counts.items())]  # fmt: skip
+
+
+def pipeline_summary(results: Mapping[str, Mapping[str, Any]], params: Params) -> str:
+    """The run in a few lines: what was pruned, what it cost, what it bought."""
+    base, final = results["base"], results["finetuned"]
+    lines = [
+        "# LightWeight pipeline",
+        "",
+        f"Pruned at ratio **{params.prune.ratio}** ({params.prune.importance} importance), fine-tuned for "
+        f"**{params.finetune.epochs}** epochs.",
+        "",
+        f"- parameters: {base['parameters']:,} → {final['parameters']:,} "
+        f"({base['parameters'] / max(final['parameters'], 1):.2f}x smaller)",
+        f"- GFLOPs at 640: {base['gflops_640']:.2f} → {final['gflops_640']:.2f}",
+        f"- mAP50: {base['map50']:.3f} → {final['map50']:.3f} ({final['map50'] - base['map50']:+.3f})",
+        f"- CPU latency (batch 1, {params.val.latency_imgsz} px): {base['latency_ms']:.1f} ms → "
+        f"{final['latency_ms']:.1f} ms ({final['speedup']:.2f}x)",
+        "",
+        "| model | params | GFLOPs@640 | mAP50 | mAP50-95 | latency ms | speed-up |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['parameters']:,} | {r['gflops_640']:.2f} | {r['map50']:.3f} "
+                     f"| {r['map50_95']:.3f} | {r['latency_ms']:.1f} | {r['speedup']:.2f}x |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def nightly_markdown(verdict: Verdict) -> str:
+    """Tonight against the baseline it was compared with."""
+    now, before = verdict.current, verdict.previous
+    lines = [f"# Nightly evaluation: {'passed' if verdict.passed else 'FAILED'}", ""]
+    if before is None:
+        lines.append("First evaluation: nothing to compare with yet; it becomes the baseline.")
+    else:
+        lines.append(f"Compared with the last passing evaluation of {before.evaluated_at or 'an earlier run'}.")
+    lines += ["", "| metric | baseline | tonight |", "|---|---:|---:|"]
+    lines.append(f"| mAP50 | {before.map50:.4f} | {now.map50:.4f} |" if before else f"| mAP50 | - | {now.map50:.4f} |")
+    for video, mean in sorted(now.people_per_frame.items()):
+        was = before.people_per_frame.get(video) if before else None
+        lines.append(f"| people per frame, {video} | {'-' if was is None else f'{was:.2f}'} | {mean:.2f} |")
+    lines += ["", f"Model sha256 `{now.model_sha256[:12]}`, evaluated {now.evaluated_at}."]
+    return "\n".join(lines) + "\n"
+
+
+def alert_markdown(verdict: Verdict) -> str:
+    """What regressed, for whoever is on call."""
+    lines = ["# Nightly evaluation alert", "", *(f"- {alert.message}" for alert in verdict.alerts), ""]
+    lines.append("The run is marked Failed. Later nights keep comparing with the last passing evaluation "
+                 "until the regression is fixed.")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def publish_pipeline(
+    results: Mapping[str, Mapping[str, Any]],
+    params: Params,
+    people: Mapping[str, Mapping[str, float]] | None = None,
+) -> list[str]:
+    """Summary, comparison table and (when detection ran) people counts; returns the keys written."""
+    create_markdown_artifact(pipeline_summary(results, params), key=SUMMARY_KEY, description="Pipeline summary")
+    create_table_artifact(comparison_rows(results), key=COMPARISON_KEY,
+                          description="Base, pruned and fine-tuned detectors on the val split")  # fmt: skip
+    keys = [SUMMARY_KEY, COMPARISON_KEY]
+    if people:
+        create_table_artifact(people_rows(people), key=PEOPLE_KEY, description="People per sampled frame, by video")
+        keys.append(PEOPLE_KEY)
+    return keys
+
+
+def publish_nightly(verdict: Verdict) -> list[str]:
+    """The nightly summary, plus an alert artifact when something regressed; returns the keys written."""
+    create_markdown_artifact(nightly_markdown(verdict), key=NIGHTLY_KEY, description="Nightly evaluation")
+    if verdict.passed:
+        return [NIGHTLY_KEY]
+    create_markdown_artifact(alert_markdown(verdict), key=ALERT_KEY, description="Nightly regression alert")
+    return [NIGHTLY_KEY, ALERT_KEY]
