@@ -224,6 +224,8 @@ class StorageConfig(_Section):
         if self.endpoint_url and not self.endpoint_url.startswith(("http://", "https://")):
             raise ValueError(f"endpoint_url: expected http://HOST[:PORT] or https://..., got {self.endpoint_url!r}")
         return self
+
+
 class NightlyConfig(_Section):
     """The `nightly-eval` deployment: re-validate the fine-tuned model and compare with the last good run."""
 
