@@ -1,17 +1,21 @@
-"""The `nightly-eval` flow: re-validate the fine-tuned model, compare with the last good night, alert."""
+"""The `nightly-eval` flow: re-validate the fine-tuned model, re-count people in the videos, compare with the
+last good night, alert."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from prefect import flow
 from prefect.states import Completed, Failed, State
 
+from flows.inference import detect_all
 from tasks.artifacts import publish_nightly
 from tasks.config import load_params
 from tasks.layout import Layout
 from tasks.nightly import NightlyRegression, judge_and_record, revalidate_task
+from tasks.report import people_per_frame
 
 __all__ = ["nightly_eval"]
 
@@ -23,8 +27,9 @@ def nightly_eval(root: Path = Path(".")) -> State[Any]:
     params = load_params(layout.params)
     data_yaml = params.model.data_yaml(layout.demo_data)
     evaluation = revalidate_task(params.val, weights=layout.finetuned_weights, data_yaml=data_yaml)
-    # detection: wired by the lead -- re-run sampled detection on the configured videos and pass
-    # {video: mean people per sampled frame} here, e.g. replace(evaluation, people_per_frame=...).
+    detect_all(params, layout.root, layout.nightly_detections)  # beside, not over, the DVC-tracked detections
+    counts = people_per_frame(params.detect, layout.nightly_detections)
+    evaluation = replace(evaluation, people_per_frame={video: c["mean"] for video, c in counts.items()})
     verdict = judge_and_record(layout.nightly_history, evaluation, params.nightly)
     publish_nightly(verdict)
     if verdict.alerts:

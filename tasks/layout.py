@@ -114,6 +114,11 @@ class Layout:
         return ("models/finetuned.pt", "reports/*", "metrics/*.json", "data/crops/index.csv", "data/predictions.csv")
 
     @property
+    def nightly_detections(self) -> Path:
+        """The nightly re-run of sampled detection (kept apart from the DVC-tracked data/detections)."""
+        return self.root / "nightly" / "detections"
+
+    @property
     def nightly_history(self) -> Path:
         """Every nightly evaluation, oldest first: where the next night finds the one to compare with."""
         return self.root / "nightly" / "history.json"

@@ -21,7 +21,15 @@ from tasks.detect import VideoReport, read_summary
 from tasks.frames import sampled_indices
 from tasks.layout import FlowOutputs
 
-__all__ = ["GroundTruth", "box_iou", "flow_report", "flow_report_task", "match_boxes", "read_ground_truth"]
+__all__ = [
+    "GroundTruth",
+    "box_iou",
+    "flow_report",
+    "flow_report_task",
+    "match_boxes",
+    "people_per_frame",
+    "read_ground_truth",
+]
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +155,17 @@ def _video_metrics(
 
 def _mean(values: list[int]) -> float:
     return round(float(np.mean(values)), 4) if values else 0.0
+
+
+def people_per_frame(detect: DetectConfig, detections_dir: Path) -> dict[str, dict[str, float]]:
+    """{video: {mean, max, frames}}: people per sampled frame of every processed video."""
+    counts: dict[str, dict[str, float]] = {}
+    for report in read_summary(detections_dir):
+        if report.status == "ok":
+            detections = _read_detections(detections_dir / f"{report.name}.csv")
+            per_frame = [len(detections.get(f, [])) for f in _sampled(report, detections, detect)]
+            counts[report.name] = {"mean": _mean(per_frame), "max": max(per_frame, default=0), "frames": len(per_frame)}
+    return counts
 
 
 def _plot_counts(series: list[tuple], path: Path) -> None:

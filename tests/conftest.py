@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import BaseConfig, DemoConfig, FinetuneConfig, ValConfig
+from tasks.config import BaseConfig, DemoConfig, DetectConfig, FinetuneConfig, ValConfig
 
 pytest_plugins = ["tests.moto_s3"]  # fixtures `s3_server` (moto on 127.0.0.1) and `aws_env`
 
@@ -29,6 +29,7 @@ TINY_DEMO = DemoConfig(
 )  # fmt: skip
 TINY_BASE = BaseConfig(epochs=1, imgsz=64, batch=4, workers=0)
 TINY_FINETUNE = FinetuneConfig(epochs=1, imgsz=64, batch=4, workers=0)
+TINY_DETECT = DetectConfig(imgsz=64, conf=0.01, max_det=20, interval=2)  # the 1-epoch detector is unsure
 TINY_VAL = ValConfig(imgsz=64, batch=4, workers=0, latency_imgsz=64, latency_repeats=2, throughput_batch=2)
 STAGES = ("demo_data", "base", "prune", "finetune", "val")
 
@@ -42,6 +43,7 @@ def tiny_params() -> dict:
         "prune": {"ratio": 0.5},
         "finetune": TINY_FINETUNE.model_dump(),
         "val": TINY_VAL.model_dump(),
+        "detect": TINY_DETECT.model_dump(),
     }
 
 

@@ -25,10 +25,13 @@ def test_a_map50_drop_fails_the_run_with_an_alert_artifact(
         first = nightly_eval(root=project, return_state=True)
         assert first.is_completed(), first
         assert first.result()["passed"] is True and first.result()["map50"] >= 0
-        assert task_states_of(first.state_details.flow_run_id) == {"revalidate": "Completed"}
+        assert task_states_of(first.state_details.flow_run_id) == {"revalidate": "Completed",
+                                                                   "detect-video": "Completed"}  # fmt: skip
         assert set(artifacts_of(first.state_details.flow_run_id)) == {"nightly-summary"}
         [baseline] = json.loads(history.read_text())
         assert 0 <= baseline["map50"] <= 1 and baseline["passed"] and len(baseline["model_sha256"]) == 64
+        video = next((project / "data" / "demo" / "videos").glob("*.mp4")).stem
+        assert set(baseline["people_per_frame"]) == {video} and baseline["people_per_frame"][video] > 0
 
         # Pretend last night scored far better: tonight's (identical) model now reads as a 0.5 drop.
         baseline["map50"] += 0.5
@@ -42,6 +45,14 @@ def test_a_map50_drop_fails_the_run_with_an_alert_artifact(
         assert set(found) == {"nightly-summary", "nightly-alert"}
         assert found["nightly-alert"].type == "markdown" and "mAP50 fell from" in found["nightly-alert"].data
         assert [night["passed"] for night in json.loads(history.read_text())] == [True, False]
+
+        # Same mAP50 as the baseline, but last night counted twice as many people in the video.
+        baseline["map50"] -= 0.5
+        baseline["people_per_frame"][video] *= 2
+        history.write_text(json.dumps([baseline]))
+        third = nightly_eval(root=project, return_state=True)
+        assert third.is_failed() and f"people_per_frame/{video} moved from" in third.message, third.message
+        assert "mAP50" not in third.message
 
 
 def test_no_model_yet_is_a_clear_error(tmp_path: Path):
