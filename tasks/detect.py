@@ -191,7 +191,7 @@ def detect_videos(cfg: DetectConfig, root: Path, out_dir: Path) -> list[VideoRep
     return reports
 
 
-@task(name="detect-video", cache_policy=StepCachePolicy(code=("tasks.detect", "tasks.frames", "tasks.yolo"),
+@task(name="detect", cache_policy=StepCachePolicy(code=("tasks.detect", "tasks.frames", "tasks.yolo"),
                                                          outputs=("out_csv",)))  # fmt: skip
 def detect_video_task(cfg: DetectConfig, weights: Path, video: Path, out_csv: Path) -> VideoReport:
     """Sampled detection on one video (the unit the flow fans out)."""

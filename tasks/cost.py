@@ -1,0 +1,90 @@
+"""Stage `macs`: where the compute of watching video goes — the detector per frame, the classifier per crop."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prefect import task
+
+from tasks.atomic import write_json
+from tasks.caching import StepCachePolicy
+from tasks.classifier_model import classifier_macs, load_classifier
+from tasks.config import DetectConfig
+from tasks.crop import read_crop_index
+from tasks.detect import read_summary
+from tasks.yolo import count_gflops, detection_model, load_checkpoint
+from tasks.yolo.inference import letterbox_shape
+
+__all__ = ["compute_costs", "macs_task"]
+
+log = logging.getLogger(__name__)
+
+
+def _detector_gmacs(weights: Path, shape: tuple[int, int]) -> dict[str, Any]:
+    model = detection_model(load_checkpoint(weights), weights)
+    return {
+        "weights": str(weights),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "gmacs_per_frame": round(count_gflops(model, shape) / 2, 4),
+    }
+
+
+def compute_costs(
+    detect: DetectConfig,
+    detectors: dict[str, Path],
+    classifier: Path,
+    detections_dir: Path,
+    crops_index: Path,
+    out: Path,
+) -> dict[str, Any]:
+    """metrics/macs.json: per-model costs, and per video the total for every frame versus every interval-th."""
+    reports = [r for r in read_summary(detections_dir) if r.status == "ok" and r.frames_read]
+    crops = Counter(row["video"] for row in read_crop_index(crops_index))
+    loaded = load_classifier(classifier)
+    classifier_cost = {"arch": loaded.arch, "input_size": list(loaded.input_size),
+                       "parameters": sum(p.numel() for p in loaded.network.parameters()),
+                       "gmacs_per_crop": round(classifier_macs(loaded) / 1e9, 6)}  # fmt: skip
+    shapes = {letterbox_shape((r.height, r.width), detect.imgsz) for r in reports} or {(detect.imgsz, detect.imgsz)}
+    models = {name: {f"{h}x{w}": _detector_gmacs(path, (h, w)) for h, w in sorted(shapes)}
+              for name, path in detectors.items() if path.is_file()}  # fmt: skip
+    used = next(iter(models))  # the detector the detect stage ran (listed first)
+    videos: dict[str, Any] = {}
+    for report in reports:
+        shape = letterbox_shape((report.height, report.width), detect.imgsz)
+        per_frame = models[used][f"{shape[0]}x{shape[1]}"]["gmacs_per_frame"]
+        crops_per_frame = crops[report.name] / report.sampled if report.sampled else 0.0
+        every = report.frames_read * (per_frame + crops_per_frame * classifier_cost["gmacs_per_crop"])
+        sampled = report.sampled * per_frame + crops[report.name] * classifier_cost["gmacs_per_crop"]
+        videos[report.name] = {
+            "frames": report.frames_read,
+            "sampled_frames": report.sampled,
+            "crops": crops[report.name],
+            "gmacs_interval_1": round(every, 3),
+            f"gmacs_interval_{detect.interval}": round(sampled, 3),
+            "saving": round(every / sampled, 2) if sampled else None,
+            "detector_share": round(report.sampled * per_frame / sampled, 4) if sampled else None,
+        }
+    result = {"detectors": models, "detector_used": used, "classifier": classifier_cost,
+              "interval": detect.interval, "videos": videos}  # fmt: skip
+    if videos:
+        shares = [v["detector_share"] for v in videos.values() if v["detector_share"] is not None]
+        log.info("detector share of the compute: %.1f%%", 100 * float(np.mean(shares)) if shares else 0.0)
+    write_json(out, result)
+    return result
+
+
+@task(name="macs", cache_policy=StepCachePolicy(code=("tasks.cost",), outputs=("out",)))
+def macs_task(
+    detect: DetectConfig,
+    detectors: dict[str, Path],
+    classifier: Path,
+    detections_dir: Path,
+    crops_index: Path,
+    out: Path,
+) -> dict[str, Any]:
+    """Compute accounting for the people-flow run."""
+    return compute_costs(detect, detectors, classifier, detections_dir, crops_index, out)
