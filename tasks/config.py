@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
     "BaseConfig",
+    "ClassifyConfig",
     "ConfigError",
     "DemoConfig",
     "FinetuneConfig",
@@ -123,6 +124,35 @@ class SelectConfig(_Section):
     max_map50_drop: float = Field(0.03, ge=0, le=1)  # largest mAP50 loss from base a candidate may show
 
 
+_Pixels = Annotated[int, Field(ge=16, le=512)]
+
+
+class ClassifyConfig(_Section):
+    """The person-attribute classifier (stages `classifier` and `classify`): MobileNetV3 from torchvision."""
+
+    arch: Literal["mobilenet_v3_small", "mobilenet_v3_large"] = "mobilenet_v3_small"
+    weights: str = ""  # your own classifier checkpoint (format in README); empty trains one on the demo crops
+    imgsz: tuple[_Pixels, _Pixels] = (64, 32)  # [height, width] crops are stretched to; people are ~2:1 tall
+    epochs: int = Field(10, ge=1)
+    batch: int = Field(64, ge=2)  # training and inference batch
+    lr: float = Field(0.003, gt=0, le=1)  # AdamW peak learning rate (one-cycle schedule)
+    seed: int = 0
+    pad: float = Field(0.1, ge=0, le=1)  # margin around each box, as a share of its width/height, when cropping
+    min_size: int = Field(16, ge=1)  # demo boxes shorter than this (pixels) are left out: too few shirt pixels
+    min_visible: float = Field(0.5, ge=0, le=1)  # demo boxes more hidden than this are left out: colour is a guess
+    threads: int = Field(1, ge=0, le=64)  # torch CPU threads; 0 = one per core (slower on a shared machine)
+
+    def weights_path(self) -> Path | None:
+        """The user's checkpoint, or None to train on the demo."""
+        return Path(self.weights) if self.weights else None
+
+    @model_validator(mode="after")
+    def _user_weights_exist(self) -> ClassifyConfig:
+        if self.weights and not Path(self.weights).is_file():
+            raise ValueError(f"weights: file not found: {self.weights}")
+        return self
+
+
 class Params(_Section):
     """All of `params.yaml`."""
 
@@ -133,6 +163,7 @@ class Params(_Section):
     finetune: FinetuneConfig = FinetuneConfig()
     val: ValConfig = ValConfig()
     select: SelectConfig = SelectConfig()
+    classify: ClassifyConfig = ClassifyConfig()
 
 
 def _describe(error: ValidationError, source: str) -> str:

@@ -72,3 +72,23 @@ class Layout:
             pr_csv=self.root / "reports" / "pr_curves.csv",
             pr_png=self.root / "reports" / "pr_curves.png",
         )
+
+    @property
+    def classifier_weights(self) -> Path:
+        return self.root / "models" / "classifier.pt"
+
+    @property
+    def classifier_metrics(self) -> Path:
+        return self.root / "metrics" / "classifier.json"
+
+    @property
+    def crops_dir(self) -> Path:
+        return self.root / "data" / "crops"
+
+    @property
+    def crops_index(self) -> Path:
+        return self.crops_dir / "index.csv"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "data" / "predictions.csv"
