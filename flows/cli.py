@@ -19,10 +19,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
+    from tasks.classifier_model import ClassifierError
     from tasks.finetune import FinetuneError
     from tasks.prune import PruneError
 
-    return (ConfigError, CheckpointError, DatasetError, PruneError, FinetuneError)
+    return (ConfigError, CheckpointError, DatasetError, PruneError, FinetuneError, ClassifierError)
 
 
 class Stage(StrEnum):
@@ -31,6 +32,8 @@ class Stage(StrEnum):
     prune = "prune"
     finetune = "finetune"
     val = "val"
+    classifier = "classifier"
+    classify = "classify"
 
 
 def _setup_logging() -> None:
@@ -82,6 +85,16 @@ def run(
                 "finetuned": layout.finetuned_weights,
             }
             compare_models(params.val, weights, params.model.data_yaml(layout.demo_data), layout.val_outputs)
+        elif stage is Stage.classifier:
+            from tasks.classifier import prepare_classifier
+
+            prepare_classifier(params.classify, layout.demo_data, layout.classifier_weights,
+                               layout.classifier_metrics, params.classify.weights_path())  # fmt: skip
+        elif stage is Stage.classify:
+            from tasks.classify import classify_crops
+
+            classify_crops(params.classify, layout.classifier_weights, layout.crops_dir, layout.crops_index,
+                           layout.predictions)  # fmt: skip
     except _user_errors() as error:
         _fail(error)
 

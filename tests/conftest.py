@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import BaseConfig, DemoConfig, FinetuneConfig, ValConfig
+from tasks.config import BaseConfig, ClassifyConfig, DemoConfig, FinetuneConfig, ValConfig
 
 os.environ["CUDA_VISIBLE_DEVICES"] = ""  # CPU only, like the machines this runs on
 
@@ -28,6 +28,7 @@ TINY_DEMO = DemoConfig(
 TINY_BASE = BaseConfig(epochs=1, imgsz=64, batch=4, workers=0)
 TINY_FINETUNE = FinetuneConfig(epochs=1, imgsz=64, batch=4, workers=0)
 TINY_VAL = ValConfig(imgsz=64, batch=4, workers=0, latency_imgsz=64, latency_repeats=2, throughput_batch=2)
+TINY_CLASSIFY = ClassifyConfig(imgsz=(32, 16), epochs=2, batch=8, min_size=8)
 STAGES = ("demo_data", "base", "prune", "finetune", "val")
 
 
@@ -73,3 +74,13 @@ def pruned(trained_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
 
     out = PruneOutputs.in_folder(tmp_path_factory.mktemp("pruned"))
     return out, prune_checkpoint(PruneConfig(ratio=0.5), trained_checkpoint, out)
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A classifier trained by stage `classifier` on `tiny_demo`: (weights, metrics)."""
+    from tasks.classifier import prepare_classifier
+
+    out = tmp_path_factory.mktemp("classifier")
+    result = prepare_classifier(TINY_CLASSIFY, tiny_demo, out / "classifier.pt", out / "classifier.json")
+    return result.weights, result.metrics
