@@ -29,7 +29,7 @@ TINY_BASE = BaseConfig(epochs=1, imgsz=64, batch=4, workers=0)
 TINY_FINETUNE = FinetuneConfig(epochs=1, imgsz=64, batch=4, workers=0)
 TINY_VAL = ValConfig(imgsz=64, batch=4, workers=0, latency_imgsz=64, latency_repeats=2, throughput_batch=2)
 TINY_CLASSIFY = ClassifyConfig(imgsz=(32, 16), epochs=2, batch=8, min_size=8)
-STAGES = ("demo_data", "base", "prune", "finetune", "val")
+STAGES = ("demo_data", "base", "prune", "finetune", "val", "classifier")
 
 
 def tiny_params() -> dict:
@@ -41,6 +41,7 @@ def tiny_params() -> dict:
         "prune": {"ratio": 0.5},
         "finetune": TINY_FINETUNE.model_dump(),
         "val": TINY_VAL.model_dump(),
+        "classify": TINY_CLASSIFY.model_dump(mode="json"),
     }
 
 

@@ -75,7 +75,8 @@ def test_user_checkpoint_is_copied_and_evaluated(tiny_classifier, tiny_demo: Pat
     out = prepare_classifier(TINY_CLASSIFY, tiny_demo, tmp_path / "c.pt", tmp_path / "c.json", weights)
     assert out.weights.read_bytes() == weights.read_bytes()
     metrics = json.loads(out.metrics.read_text())
-    assert metrics["source"] == str(weights) and metrics["accuracy"] == torch.load(weights, weights_only=True)["accuracy"]
+    assert metrics["source"] == str(weights)
+    assert metrics["accuracy"] == torch.load(weights, weights_only=True)["accuracy"]
 
 
 def test_user_checkpoint_with_other_classes_is_copied_not_evaluated(tiny_demo: Path, tmp_path: Path):
