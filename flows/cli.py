@@ -19,12 +19,14 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
+    from tasks.classifier_model import ClassifierError
     from tasks.crop import CropError
     from tasks.detect import DetectError
     from tasks.finetune import FinetuneError
     from tasks.prune import PruneError
 
-    return (ConfigError, CheckpointError, DatasetError, PruneError, FinetuneError, DetectError, CropError)
+    return (ConfigError, CheckpointError, DatasetError, PruneError, FinetuneError, DetectError, CropError,
+            ClassifierError)  # fmt: skip
 
 
 class Stage(StrEnum):
@@ -35,7 +37,10 @@ class Stage(StrEnum):
     val = "val"
     detect = "detect"
     crop = "crop"
+    classifier = "classifier"
+    classify = "classify"
     flow_report = "flow_report"
+    macs = "macs"
 
 
 def _setup_logging() -> None:
@@ -94,12 +99,28 @@ def run(
         elif stage is Stage.crop:
             from tasks.crop import crop_detections
 
-            crop_detections(params.crop, root, layout.detections, layout.crops)
+            crop_detections(params.crop, root, layout.detections, layout.crops_dir)
         elif stage is Stage.flow_report:
             from tasks.report import flow_report
 
             flow_report(params.report, params.detect, root, layout.detections, layout.crops_index,
                         layout.predictions, layout.flow_outputs)  # fmt: skip
+        elif stage is Stage.classifier:
+            from tasks.classifier import prepare_classifier
+
+            prepare_classifier(params.classify, layout.demo_data, layout.classifier_weights,
+                               layout.classifier_metrics, params.classify.weights_path())  # fmt: skip
+        elif stage is Stage.classify:
+            from tasks.classify import classify_crops
+
+            classify_crops(params.classify, layout.classifier_weights, layout.crops_dir, layout.crops_index,
+                           layout.predictions)  # fmt: skip
+        elif stage is Stage.macs:
+            from tasks.cost import compute_costs
+
+            detectors = {"detect.weights": params.detect.weights_path(root), "base": layout.base_weights}
+            compute_costs(params.detect, detectors, layout.classifier_weights, layout.detections,
+                          layout.crops_index, layout.macs)  # fmt: skip
     except _user_errors() as error:
         _fail(error)
 

@@ -51,7 +51,7 @@ def inference(root: Path = Path("."), overrides: dict[str, Any] | None = None) -
     params = load_params(layout.params, overrides)
     reports = detect_all(params, layout.root, layout.detections)
     crops_index = crop_task(params.crop, layout.root, layout.detections, _videos_key(params, layout.root),
-                            layout.crops)  # fmt: skip
+                            layout.crops_dir)  # fmt: skip
     return {"videos": [report.name for report in reports], "crops_index": crops_index}
 
 

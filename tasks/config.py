@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 __all__ = [
     "BaseConfig",
+    "ClassifyConfig",
     "ConfigError",
     "CropConfig",
     "DemoConfig",
@@ -251,6 +252,35 @@ class NightlyConfig(_Section):
         return value
 
 
+_Pixels = Annotated[int, Field(ge=16, le=512)]
+
+
+class ClassifyConfig(_Section):
+    """The person-attribute classifier (stages `classifier` and `classify`): MobileNetV3 from torchvision."""
+
+    arch: Literal["mobilenet_v3_small", "mobilenet_v3_large"] = "mobilenet_v3_small"
+    weights: str = ""  # your own classifier checkpoint (format in README); empty trains one on the demo crops
+    imgsz: tuple[_Pixels, _Pixels] = (64, 32)  # [height, width] crops are stretched to; people are ~2:1 tall
+    epochs: int = Field(10, ge=1)
+    batch: int = Field(64, ge=2)  # training and inference batch
+    lr: float = Field(0.003, gt=0, le=1)  # AdamW peak learning rate (one-cycle schedule)
+    seed: int = 0
+    pad: float = Field(0.1, ge=0, le=1)  # margin around each box, as a share of its width/height, when cropping
+    min_size: int = Field(16, ge=1)  # demo boxes shorter than this (pixels) are left out: too few shirt pixels
+    min_visible: float = Field(0.5, ge=0, le=1)  # demo boxes more hidden than this are left out: colour is a guess
+    threads: int = Field(1, ge=0, le=64)  # torch CPU threads; 0 = one per core (slower on a shared machine)
+
+    def weights_path(self) -> Path | None:
+        """The user's checkpoint, or None to train on the demo."""
+        return Path(self.weights) if self.weights else None
+
+    @model_validator(mode="after")
+    def _user_weights_exist(self) -> ClassifyConfig:
+        if self.weights and not Path(self.weights).is_file():
+            raise ValueError(f"weights: file not found: {self.weights}")
+        return self
+
+
 class Params(_Section):
     """All of `params.yaml`."""
 
@@ -267,6 +297,7 @@ class Params(_Section):
     runner: RunnerConfig = RunnerConfig()
     storage: StorageConfig = StorageConfig()
     nightly: NightlyConfig = NightlyConfig()
+    classify: ClassifyConfig = ClassifyConfig()
 
 
 def _describe(error: ValidationError, source: str) -> str:

@@ -87,16 +87,28 @@ class Layout:
         return self.root / "data" / "detections"
 
     @property
-    def crops(self) -> Path:
+    def classifier_weights(self) -> Path:
+        return self.root / "models" / "classifier.pt"
+
+    @property
+    def classifier_metrics(self) -> Path:
+        return self.root / "metrics" / "classifier.json"
+
+    @property
+    def crops_dir(self) -> Path:
         return self.root / "data" / "crops"
 
     @property
     def crops_index(self) -> Path:
-        return self.crops / "index.csv"
+        return self.crops_dir / "index.csv"
 
     @property
     def predictions(self) -> Path:
         return self.root / "data" / "predictions.csv"
+
+    @property
+    def macs(self) -> Path:
+        return self.root / "metrics" / "macs.json"
 
     @property
     def flow_outputs(self) -> FlowOutputs:

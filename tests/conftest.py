@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import BaseConfig, DemoConfig, DetectConfig, FinetuneConfig, ValConfig
+from tasks.config import BaseConfig, ClassifyConfig, DemoConfig, DetectConfig, FinetuneConfig, ValConfig
 
 pytest_plugins = ["tests.moto_s3"]  # fixtures `s3_server` (moto on 127.0.0.1) and `aws_env`
 
@@ -31,7 +31,8 @@ TINY_BASE = BaseConfig(epochs=1, imgsz=64, batch=4, workers=0)
 TINY_FINETUNE = FinetuneConfig(epochs=1, imgsz=64, batch=4, workers=0)
 TINY_DETECT = DetectConfig(imgsz=64, conf=0.01, max_det=20, interval=2)  # the 1-epoch detector is unsure
 TINY_VAL = ValConfig(imgsz=64, batch=4, workers=0, latency_imgsz=64, latency_repeats=2, throughput_batch=2)
-STAGES = ("demo_data", "base", "prune", "finetune", "val")
+TINY_CLASSIFY = ClassifyConfig(imgsz=(32, 16), epochs=2, batch=8, min_size=8)
+STAGES = ("demo_data", "base", "prune", "finetune", "val", "classifier")
 
 
 def tiny_params() -> dict:
@@ -44,6 +45,7 @@ def tiny_params() -> dict:
         "finetune": TINY_FINETUNE.model_dump(),
         "val": TINY_VAL.model_dump(),
         "detect": TINY_DETECT.model_dump(),
+        "classify": TINY_CLASSIFY.model_dump(mode="json"),
     }
 
 
@@ -77,3 +79,13 @@ def pruned(trained_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
 
     out = PruneOutputs.in_folder(tmp_path_factory.mktemp("pruned"))
     return out, prune_checkpoint(PruneConfig(ratio=0.5), trained_checkpoint, out)
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A classifier trained by stage `classifier` on `tiny_demo`: (weights, metrics)."""
+    from tasks.classifier import prepare_classifier
+
+    out = tmp_path_factory.mktemp("classifier")
+    result = prepare_classifier(TINY_CLASSIFY, tiny_demo, out / "classifier.pt", out / "classifier.json")
+    return result.weights, result.metrics
