@@ -118,7 +118,7 @@ def run(
         elif stage is Stage.macs:
             from tasks.cost import compute_costs
 
-            detectors = {"detect.weights": params.detect.weights_path(root), "base": layout.base_weights}
+            detectors = {"detect": params.detect.weights_path(root), "base": layout.base_weights}
             compute_costs(params.detect, detectors, layout.classifier_weights, layout.detections,
                           layout.crops_index, layout.macs)  # fmt: skip
     except _user_errors() as error:

@@ -33,6 +33,11 @@ def _detector_gmacs(weights: Path, shape: tuple[int, int]) -> dict[str, Any]:
     }
 
 
+def _every_frame(frames: int, detector_gmacs: float, crops_per_frame: float, gmacs_per_crop: float) -> float:
+    """GMACs with every frame detected: crops scale with the frames seen."""
+    return frames * (detector_gmacs + crops_per_frame * gmacs_per_crop)
+
+
 def compute_costs(
     detect: DetectConfig,
     detectors: dict[str, Path],
@@ -51,22 +56,29 @@ def compute_costs(
     shapes = {letterbox_shape((r.height, r.width), detect.imgsz) for r in reports} or {(detect.imgsz, detect.imgsz)}
     models = {name: {f"{h}x{w}": _detector_gmacs(path, (h, w)) for h, w in sorted(shapes)}
               for name, path in detectors.items() if path.is_file()}  # fmt: skip
-    used = next(iter(models))  # the detector the detect stage ran (listed first)
+    used = next(iter(models))  # the detector the detect stage ran (listed first); the others for comparison
+    per_crop = classifier_cost["gmacs_per_crop"]
     videos: dict[str, Any] = {}
     for report in reports:
-        shape = letterbox_shape((report.height, report.width), detect.imgsz)
-        per_frame = models[used][f"{shape[0]}x{shape[1]}"]["gmacs_per_frame"]
+        h, w = letterbox_shape((report.height, report.width), detect.imgsz)
+        per_frame = {name: m[f"{h}x{w}"]["gmacs_per_frame"] for name, m in models.items()}
         crops_per_frame = crops[report.name] / report.sampled if report.sampled else 0.0
-        every = report.frames_read * (per_frame + crops_per_frame * classifier_cost["gmacs_per_crop"])
-        sampled = report.sampled * per_frame + crops[report.name] * classifier_cost["gmacs_per_crop"]
+        every = {name: _every_frame(report.frames_read, gmacs, crops_per_frame, per_crop)
+                 for name, gmacs in per_frame.items()}  # fmt: skip
+        sampled = report.sampled * per_frame[used] + crops[report.name] * per_crop
         videos[report.name] = {
             "frames": report.frames_read,
             "sampled_frames": report.sampled,
             "crops": crops[report.name],
-            "gmacs_interval_1": round(every, 3),
+            "gmacs_interval_1": round(every[used], 3),
             f"gmacs_interval_{detect.interval}": round(sampled, 3),
-            "saving": round(every / sampled, 2) if sampled else None,
-            "detector_share": round(report.sampled * per_frame / sampled, 4) if sampled else None,
+            "saving": round(every[used] / sampled, 2) if sampled else None,
+            "detector_share": round(report.sampled * per_frame[used] / sampled, 4) if sampled else None,
+            **{
+                f"gmacs_interval_1_{name}_detector": round(every_frame(gmacs), 3)
+                for name, gmacs in per_frame.items()
+                if name != used
+            },  # fmt: skip
         }
     result = {"detectors": models, "detector_used": used, "classifier": classifier_cost,
               "interval": detect.interval, "videos": videos}  # fmt: skip
