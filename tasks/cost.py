@@ -74,12 +74,9 @@ def compute_costs(
             f"gmacs_interval_{detect.interval}": round(sampled, 3),
             "saving": round(every[used] / sampled, 2) if sampled else None,
             "detector_share": round(report.sampled * per_frame[used] / sampled, 4) if sampled else None,
-            **{
-                f"gmacs_interval_1_{name}_detector": round(every_frame(gmacs), 3)
-                for name, gmacs in per_frame.items()
-                if name != used
-            },  # fmt: skip
         }
+        for name in sorted(every.keys() - {used}):
+            videos[report.name][f"gmacs_interval_1_{name}_detector"] = round(every[name], 3)
     result = {"detectors": models, "detector_used": used, "classifier": classifier_cost,
               "interval": detect.interval, "videos": videos}  # fmt: skip
     if videos:
