@@ -1,4 +1,4 @@
-"""Inference on video as a Prefect flow: sampled detection fanned out per video, then crops (next: classify, report)."""
+"""People in video as Prefect tasks: sampled detection fanned out per video, crops, classification, report."""
 
 from __future__ import annotations
 
@@ -8,12 +8,16 @@ from typing import Any
 from prefect import flow, unmapped
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from tasks.classifier import classifier_task
+from tasks.classify import classify_task
 from tasks.config import Params, RunnerConfig, load_params
+from tasks.cost import macs_task
 from tasks.crop import crop_task
 from tasks.detect import VideoReport, detect_video_task, find_videos, write_summary
 from tasks.layout import Layout
+from tasks.report import flow_report_task
 
-__all__ = ["detect_all", "inference", "run_inference", "task_runner"]
+__all__ = ["detect_all", "inference", "people_counts", "task_runner", "video_steps"]
 
 
 def task_runner(cfg: RunnerConfig) -> TaskRunner:
@@ -29,37 +33,49 @@ def task_runner(cfg: RunnerConfig) -> TaskRunner:
 
 
 def detect_all(params: Params, root: Path, out_dir: Path) -> list[VideoReport]:
-    """One detect task per video on the flow's task runner; summary.json once all are back."""
+    """One detect task per video on the task runner `params.runner` selects; summary.json once all are back.
+
+    The runner is chosen here, at run time, so a deployment run and a local run fan out alike.
+    """
     videos, reports = find_videos(params.detect.videos, root)
-    weights = params.detect.weights_path(root)
     out_dir.mkdir(parents=True, exist_ok=True)
     current = {f"{video.stem}.csv" for video in videos} | {f"{report.name}.csv" for report in reports}
     for stale in out_dir.glob("*.csv"):  # videos no longer configured
         if stale.name not in current:
             stale.unlink()
-    futures = detect_video_task.map(unmapped(params.detect), unmapped(weights), videos,
-                                    [out_dir / f"{video.stem}.csv" for video in videos])  # fmt: skip
-    reports.extend(future.result() for future in futures)
+    arguments = {"cfg": unmapped(params.detect), "weights": unmapped(params.detect.weights_path(root)),
+                 "video": videos, "out_csv": [out_dir / f"{video.stem}.csv" for video in videos]}  # fmt: skip
+    with task_runner(params.runner) as runner:
+        reports.extend(future.result() for future in runner.map(detect_video_task, arguments))
     write_summary(out_dir, reports)
     return reports
 
 
+def people_counts(report: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """{video: {mean, max, frames}} from the flow report, for the people-counts artifact."""
+    return {name: {"mean": v["people_per_frame_mean"], "max": v["people_per_frame_max"], "frames": v["sampled_frames"]}
+            for name, v in report["videos"].items() if v["status"] == "ok"}  # fmt: skip
+
+
+def video_steps(params: Params, layout: Layout) -> dict[str, Any]:
+    """detect (per video) -> crop -> classifier -> classify -> flow_report -> macs; returns the flow report."""
+    detect_all(params, layout.root, layout.detections)
+    videos = find_videos(params.detect.videos, layout.root)[0]
+    crops_index = crop_task(params.crop, layout.root, layout.detections, videos, layout.crops_dir)
+    classifier = classifier_task(params.classify, layout.demo_data, params.classify.weights_path(),
+                                 layout.classifier_weights, layout.classifier_metrics)  # fmt: skip
+    predictions = classify_task(params.classify, classifier.weights, layout.crops_dir, crops_index,
+                                layout.predictions)  # fmt: skip
+    report = flow_report_task(params.report, params.detect, layout.root, layout.detections, crops_index, predictions,
+                              ground_truth=[video.with_suffix(".csv") for video in videos],
+                              out=layout.flow_outputs)  # fmt: skip
+    detectors = {"detect": params.detect.weights_path(layout.root), "base": layout.base_weights}
+    macs_task(params.detect, detectors, classifier.weights, layout.detections, crops_index, layout.macs)
+    return report
+
+
 @flow(name="inference", log_prints=True)
 def inference(root: Path = Path("."), overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """sampled detect (one task per video) -> crop."""
+    """People in the configured videos with the current detector, without retraining anything."""
     layout = Layout(Path(root))
-    params = load_params(layout.params, overrides)
-    reports = detect_all(params, layout.root, layout.detections)
-    crops_index = crop_task(params.crop, layout.root, layout.detections, _videos_key(params, layout.root),
-                            layout.crops_dir)  # fmt: skip
-    return {"videos": [report.name for report in reports], "crops_index": crops_index}
-
-
-def _videos_key(params: Params, root: Path) -> list[Path]:
-    return find_videos(params.detect.videos, root)[0]
-
-
-def run_inference(root: Path = Path("."), overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The inference flow on the task runner params.yaml's `runner` section selects."""
-    params = load_params(Layout(Path(root)).params, overrides)
-    return inference.with_options(task_runner=task_runner(params.runner))(root=root, overrides=overrides)
+    return video_steps(load_params(layout.params, overrides), layout)

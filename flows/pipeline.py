@@ -9,6 +9,7 @@ from typing import Any
 from prefect import flow
 from prefect.logging.handlers import APILogHandler
 
+from flows.inference import people_counts, video_steps
 from tasks.artifacts import publish_pipeline
 from tasks.base import BaseResult, base_task
 from tasks.config import knob_overrides, load_params
@@ -39,7 +40,7 @@ def pipeline(
     base_epochs: int | None = None,
     finetune_epochs: int | None = None,
 ) -> dict[str, Any]:
-    """demo data -> base -> prune + merge ckpt + rewrite yaml -> finetune -> val (next: detect -> report).
+    """demo data -> base -> prune + merge ckpt + rewrite yaml -> finetune -> val -> people in video.
 
     `overrides` sets any params.yaml key ({"val.imgsz": 256}); the flat knobs (`-p prune_ratio=0.4` on a
     deployment run) set the common ones and win over `overrides`.
@@ -69,5 +70,6 @@ def pipeline(
     )
     weights = {"base": base.weights, "pruned": pruned.weights, "finetuned": finetuned}
     results = val_task(params.val, weights, data_yaml=data_yaml, dataset=data_yaml.parent, out=layout.val_outputs)
-    publish_pipeline(results, params)  # people counts: pass `people=` once detection runs
-    return results
+    report = video_steps(params, layout)
+    publish_pipeline(results, params, people=people_counts(report))
+    return {"val": results, "flow": report}

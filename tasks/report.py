@@ -258,8 +258,8 @@ def flow_report_task(
     detections_dir: Path,
     crops_index: Path,
     predictions: Path,
-    ground_truth: Path,
+    ground_truth: list[Path],
     out: FlowOutputs,
 ) -> dict[str, Any]:
-    """The people-flow report; `ground_truth` (the videos' folder) keys the cache by content."""
+    """The people-flow report; `ground_truth` (the files beside the videos) keys the cache by content."""
     return flow_report(cfg, detect, root, detections_dir, crops_index, predictions, out)

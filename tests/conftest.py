@@ -32,7 +32,8 @@ TINY_FINETUNE = FinetuneConfig(epochs=1, imgsz=64, batch=4, workers=0)
 TINY_DETECT = DetectConfig(imgsz=64, conf=0.01, max_det=20, interval=2)  # the 1-epoch detector is unsure
 TINY_VAL = ValConfig(imgsz=64, batch=4, workers=0, latency_imgsz=64, latency_repeats=2, throughput_batch=2)
 TINY_CLASSIFY = ClassifyConfig(imgsz=(32, 16), epochs=2, batch=8, min_size=8)
-STAGES = ("demo_data", "base", "prune", "finetune", "val", "classifier")
+VIDEO_STAGES = ("detect", "crop", "classify", "flow_report", "macs")  # what a new detector or interval reruns
+STAGES = ("demo_data", "base", "prune", "finetune", "val", "classifier", *VIDEO_STAGES)  # DVC stages = task names
 
 
 def tiny_params() -> dict:

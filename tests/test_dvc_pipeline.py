@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, STAGES, TINY_DEMO, tiny_params
+from tests.conftest import REPO, STAGES, TINY_DEMO, TINY_DETECT, VIDEO_STAGES, tiny_params
 
 pytestmark = pytest.mark.slow
 
@@ -60,15 +60,20 @@ def test_repro_reruns_only_what_changed(project: Path):
     assert ran(again) == set() and "Data and pipelines are up to date" in again
     assert "up to date" in sh(project, "dvc", "status")
 
+    assert json.loads((project / "metrics" / "flow.json").read_text())["interval"] == TINY_DETECT.interval
+    set_params(project, detect={"interval": 3})
+    assert ran(sh(project, "dvc", "repro")) == set(VIDEO_STAGES)
+    assert json.loads((project / "metrics" / "flow.json").read_text())["interval"] == 3
+
     set_params(project, finetune={"epochs": 2})
-    assert ran(sh(project, "dvc", "repro")) == {"finetune", "val"}
+    assert ran(sh(project, "dvc", "repro")) == {"finetune", "val", *VIDEO_STAGES}
 
     set_params(project, prune={"ratio": 0.37})
-    assert ran(sh(project, "dvc", "repro")) == {"prune", "finetune", "val"}
+    assert ran(sh(project, "dvc", "repro")) == {"prune", "finetune", "val", *VIDEO_STAGES}
     assert json.loads((project / "metrics" / "prune.json").read_text())["ratio"] == 0.37
 
     set_params(project, base={"imgsz": 96})
-    assert ran(sh(project, "dvc", "repro")) == {"base", "prune", "finetune", "val"}
+    assert ran(sh(project, "dvc", "repro")) == {"base", "prune", "finetune", "val", *VIDEO_STAGES}
 
     set_params(project, demo={"seed": TINY_DEMO.seed + 1})
     assert ran(sh(project, "dvc", "repro")) == set(STAGES)

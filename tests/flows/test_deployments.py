@@ -151,13 +151,17 @@ def test_served_pipeline_and_nightly_runs_from_the_cli(server: dict[str, str], t
         assert json.loads(Layout(project).prune_outputs.metrics.read_text())["ratio"] == 0.4  # the -p reached prune
         artifacts = artifacts_of(run.id)
         assert {key: artifact.type for key, artifact in artifacts.items()} == {
-            "pipeline-summary": "markdown", "model-comparison": "table"
+            "pipeline-summary": "markdown", "model-comparison": "table", "people-counts": "table"
         }  # fmt: skip
         assert "ratio **0.4**" in artifacts["pipeline-summary"].data
         rows = json.loads(artifacts["model-comparison"].data)
         val = json.loads(Layout(project).val_outputs.metrics.read_text())
         assert [row["model"] for row in rows] == ["base", "pruned", "finetuned"]
         assert [row["map50"] for row in rows] == [val[name]["map50"] for name in ("base", "pruned", "finetuned")]
+        people = json.loads(artifacts["people-counts"].data)
+        flow = json.loads(Layout(project).flow_outputs.metrics.read_text())
+        assert {row["video"]: row["mean"] for row in people} == {
+            name: round(video["people_per_frame_mean"], 3) for name, video in flow["videos"].items()}  # fmt: skip
 
         code, night = deployment_run(server, tmp_path, "nightly-eval/lightweight")
         assert code == 0 and night.state.is_completed(), (night.state, log.read_text()[-3000:])

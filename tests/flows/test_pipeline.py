@@ -12,7 +12,7 @@ from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.pipeline import pipeline
-from tests.conftest import STAGES, TINY_DEMO, tiny_params
+from tests.conftest import STAGES, TINY_DEMO, VIDEO_STAGES, tiny_params
 
 pytestmark = pytest.mark.slow
 
@@ -69,16 +69,18 @@ def test_rerun_is_cached_and_param_change_reruns_only_downstream(prefect_server,
     first, first_time = run_pipeline(project)
     assert first == rerun(*STAGES)
     for output in ("models/base.pt", "models/pruned.pt", "models/pruned.yaml", "models/finetuned.pt",
-                   "metrics/val.json", "reports/compare.md"):  # fmt: skip
+                   "metrics/val.json", "reports/compare.md", "data/crops/index.csv", "data/predictions.csv",
+                   "metrics/flow.json", "metrics/macs.json"):  # fmt: skip
         assert (project / output).is_file(), output
 
     second, second_time = run_pipeline(project)
     assert second == rerun()
     assert second_time < 0.5 * first_time, (first_time, second_time)
 
-    assert run_pipeline(project, **{"finetune.epochs": 2})[0] == rerun("finetune", "val")
-    assert run_pipeline(project, **{"prune.ratio": 0.37})[0] == rerun("prune", "finetune", "val")
-    assert run_pipeline(project, **{"base.imgsz": 96})[0] == rerun("base", "prune", "finetune", "val")
+    assert run_pipeline(project, **{"finetune.epochs": 2})[0] == rerun("finetune", "val", *VIDEO_STAGES)
+    assert run_pipeline(project, **{"detect.interval": 3})[0] == rerun(*VIDEO_STAGES)
+    assert run_pipeline(project, **{"prune.ratio": 0.37})[0] == rerun("prune", "finetune", "val", *VIDEO_STAGES)
+    assert run_pipeline(project, **{"base.imgsz": 96})[0] == rerun("base", "prune", "finetune", "val", *VIDEO_STAGES)
     assert run_pipeline(project, **{"demo.seed": TINY_DEMO.seed + 1})[0] == rerun(*STAGES)
 
 
