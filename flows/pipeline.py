@@ -18,6 +18,7 @@ from tasks.evaluate import val_task
 from tasks.finetune import finetune_task
 from tasks.layout import Layout
 from tasks.prune import prune_task
+from tasks.publish import collect_artifacts, publish_task
 
 __all__ = ["pipeline"]
 
@@ -39,11 +40,13 @@ def pipeline(
     prune_importance: str | None = None,
     base_epochs: int | None = None,
     finetune_epochs: int | None = None,
+    publish: bool = False,
 ) -> dict[str, Any]:
     """demo data -> base -> prune + merge ckpt + rewrite yaml -> finetune -> val -> people in video.
 
     `overrides` sets any params.yaml key ({"val.imgsz": 256}); the flat knobs (`-p prune_ratio=0.4` on a
-    deployment run) set the common ones and win over `overrides`.
+    deployment run) set the common ones and win over `overrides`. `publish` uploads the final artifacts to
+    the S3 bucket in `storage:` at the end.
     """
     layout = Layout(Path(root))
     knobs = knob_overrides(prune_ratio=prune_ratio, prune_importance=prune_importance, base_epochs=base_epochs,
@@ -72,4 +75,8 @@ def pipeline(
     results = val_task(params.val, weights, data_yaml=data_yaml, dataset=data_yaml.parent, out=layout.val_outputs)
     report = video_steps(params, layout)
     publish_pipeline(results, params, people=people_counts(report))
-    return {"val": results, "flow": report}
+    outputs: dict[str, Any] = {"val": results, "flow": report}
+    if publish:
+        files, _ = collect_artifacts(layout.root, layout.published)
+        outputs["published"] = publish_task(params.storage.with_environment(), files)
+    return outputs

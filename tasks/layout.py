@@ -123,7 +123,8 @@ class Layout:
     @property
     def published(self) -> tuple[str, ...]:
         """What `lightweight publish` uploads, as globs relative to `root`; the first must exist."""
-        return ("models/finetuned.pt", "reports/*", "metrics/*.json", "data/crops/index.csv", "data/predictions.csv")
+        return ("models/finetuned.pt", "reports/*", "reports/people_counts/*.csv", "metrics/*.json",
+                "data/crops/index.csv", "data/predictions.csv")  # fmt: skip
 
     @property
     def nightly_detections(self) -> Path:

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import BaseConfig, ClassifyConfig, DemoConfig, DetectConfig, FinetuneConfig, ValConfig
+from tasks.config import (
+    BaseConfig,
+    ClassifyConfig,
+    CropConfig,
+    DemoConfig,
+    DetectConfig,
+    FinetuneConfig,
+    ReportConfig,
+    ValConfig,
+)
 
 pytest_plugins = ["tests.moto_s3"]  # fixtures `s3_server` (moto on 127.0.0.1) and `aws_env`
 
@@ -46,6 +55,8 @@ def tiny_params() -> dict:
         "finetune": TINY_FINETUNE.model_dump(),
         "val": TINY_VAL.model_dump(),
         "detect": TINY_DETECT.model_dump(),
+        "crop": CropConfig().model_dump(),  # DVC wants every section a stage declares, defaults or not
+        "report": ReportConfig().model_dump(),
         "classify": TINY_CLASSIFY.model_dump(mode="json"),
     }
 

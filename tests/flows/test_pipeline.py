@@ -1,5 +1,6 @@
 """The Prefect flow: cached on contents, params and code; a param change reruns only what follows it."""
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.pipeline import pipeline
+from tasks.config import StorageConfig
 from tests.conftest import STAGES, TINY_DEMO, VIDEO_STAGES, tiny_params
 
 pytestmark = pytest.mark.slow
@@ -91,3 +93,16 @@ def test_a_deleted_output_is_rebuilt_not_served_from_cache(prefect_server, proje
     assert states["demo_data"] == "Cached" and states["base"] == "Completed"
     assert (project / "models" / "base.pt").is_file()
     assert run_pipeline(project)[0] == rerun()
+
+
+def test_publish_puts_the_final_artifacts_on_s3(prefect_server, project: Path, s3_server):
+    cfg = StorageConfig(endpoint_url=s3_server.endpoint, bucket="artifacts", prefix="team")
+    s3_server.client().create_bucket(Bucket="artifacts")
+    storage = {f"storage.{key}": getattr(cfg, key) for key in ("endpoint_url", "bucket", "prefix")}
+    state = pipeline(root=project, overrides=storage, publish=True, return_state=True)
+    assert state.is_completed(), state
+    published = state.result()["published"]
+    keys = {obj["Key"] for obj in s3_server.client().list_objects_v2(Bucket="artifacts")["Contents"]}
+    for name in ("models/finetuned.pt", "metrics/flow.json", "data/predictions.csv", "reports/compare.md"):
+        assert f"team/publish/{name}" in keys
+        assert published["files"][name]["sha256"] == hashlib.sha256((project / name).read_bytes()).hexdigest()
