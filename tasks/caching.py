@@ -87,10 +87,12 @@ def _output_paths(value: Any) -> list[Path]:
 
 @dataclass
 class StepCachePolicy(CachePolicy):
-    """Key = input contents + config + implementing source; `outputs` name where the step writes."""
+    """Key = input contents + config + implementing source; `outputs` name where the step writes, `places`
+    inputs that only say where to look (a project root): both are keyed by path, not content."""
 
     code: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ("out_dir",)
+    places: tuple[str, ...] = ()
 
     def compute_key(
         self,
@@ -100,7 +102,7 @@ class StepCachePolicy(CachePolicy):
         **kwargs: Any,
     ) -> str | None:
         parts = {
-            name: str(value) if name in self.outputs else fingerprint(value)
+            name: str(value) if name in self.outputs or name in self.places else fingerprint(value)
             for name, value in sorted((inputs or {}).items())
         }
         parts["__code__"] = {name: source_fingerprint(name) for name in self.code}

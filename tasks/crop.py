@@ -126,7 +126,8 @@ def read_crop_index(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-@task(name="crop", cache_policy=StepCachePolicy(code=("tasks.crop", "tasks.frames"), outputs=("out_dir",)))
+@task(name="crop", cache_policy=StepCachePolicy(code=("tasks.crop", "tasks.frames"), outputs=("out_dir",),
+                                                places=("root",)))  # fmt: skip
 def crop_task(cfg: CropConfig, root: Path, detections_dir: Path, videos: list[Path], out_dir: Path) -> Path:
     """Crop every detection; `detections_dir` and `videos` key the cache by content."""
     return crop_detections(cfg, root, detections_dir, out_dir)

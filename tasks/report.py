@@ -250,7 +250,7 @@ def flow_report(
     return result
 
 
-@task(name="flow_report", cache_policy=StepCachePolicy(code=("tasks.report",), outputs=("out",)))
+@task(name="flow_report", cache_policy=StepCachePolicy(code=("tasks.report",), outputs=("out",), places=("root",)))
 def flow_report_task(
     cfg: ReportConfig,
     detect: DetectConfig,
