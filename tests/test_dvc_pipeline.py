@@ -37,6 +37,16 @@ def ran(output: str) -> set[str]:
     return {stage for stage in STAGES if f"Running stage '{stage}'" in output}
 
 
+def reran(output: str) -> set[str]:
+    """The stages that ran, counting detect as "detect and the video stages after it".
+
+    DVC skips a stage whose deps are byte-identical: a new tiny detector that finds the same boxes leaves
+    the crops unchanged, and classify is then rightly skipped.
+    """
+    stages = ran(output)
+    return stages | set(VIDEO_STAGES) if "detect" in stages else stages
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     project = tmp_path / "project"
@@ -62,18 +72,18 @@ def test_repro_reruns_only_what_changed(project: Path):
 
     assert json.loads((project / "metrics" / "flow.json").read_text())["interval"] == TINY_DETECT.interval
     set_params(project, detect={"interval": 3})
-    assert ran(sh(project, "dvc", "repro")) == set(VIDEO_STAGES)
+    assert reran(sh(project, "dvc", "repro")) == set(VIDEO_STAGES)
     assert json.loads((project / "metrics" / "flow.json").read_text())["interval"] == 3
 
     set_params(project, finetune={"epochs": 2})
-    assert ran(sh(project, "dvc", "repro")) == {"finetune", "val", *VIDEO_STAGES}
+    assert reran(sh(project, "dvc", "repro")) == {"finetune", "val", *VIDEO_STAGES}
 
     set_params(project, prune={"ratio": 0.37})
-    assert ran(sh(project, "dvc", "repro")) == {"prune", "finetune", "val", *VIDEO_STAGES}
+    assert reran(sh(project, "dvc", "repro")) == {"prune", "finetune", "val", *VIDEO_STAGES}
     assert json.loads((project / "metrics" / "prune.json").read_text())["ratio"] == 0.37
 
     set_params(project, base={"imgsz": 96})
-    assert ran(sh(project, "dvc", "repro")) == {"base", "prune", "finetune", "val", *VIDEO_STAGES}
+    assert reran(sh(project, "dvc", "repro")) == {"base", "prune", "finetune", "val", *VIDEO_STAGES}
 
     set_params(project, demo={"seed": TINY_DEMO.seed + 1})
     assert ran(sh(project, "dvc", "repro")) == set(STAGES)
