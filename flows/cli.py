@@ -96,7 +96,7 @@ def prune(
     round_to: int = typer.Option(8, help="widths are kept in multiples of this (a multiple of 8)"),
     steps: int = typer.Option(1, help="iterative pruning steps"),
     global_ranking: bool = typer.Option(False, "--global", help="rank channels across layers"),
-    min_channels: int = typer.Option(0, help="no layer pruned below this many channels (0: error instead)"),
+    min_channels: int = typer.Option(8, help="no layer pruned below this many channels (0: error instead)"),
 ) -> None:
     """Prune any YOLOv5 detection checkpoint outside the pipeline: prune, merge ckpt, rewrite yaml."""
     from pydantic import ValidationError

@@ -92,7 +92,7 @@ class PruneConfig(_Section):
     round_to: int = Field(8, ge=8, multiple_of=8)  # YOLOv5 rounds every yaml width up to a multiple of 8
     iterative_steps: int = Field(1, ge=1)  # reach the ratio in this many pruning steps
     global_ranking: bool = False  # rank channels across layers instead of within each layer
-    min_channels: int = Field(0, ge=0)  # no layer pruned below this (0: a ratio emptying a layer is an error)
+    min_channels: int = Field(8, ge=0)  # no layer pruned below this (0: a ratio emptying a layer is an error)
 
     @model_validator(mode="after")
     def _min_channels_keeps_yaml_widths(self) -> PruneConfig:
