@@ -2,7 +2,7 @@
 zeroed by torch.nn.utils.prune.ln_structured at the same ratio (zeroed, not removed).
 
 All three are measured side by side in one process on the same input (batch 1), interleaved,
-min of N, after conv+bn fusion as YOLOv5's detect.py runs them. Prints ratios against the base.
+min of N, torch threads fixed, after conv+bn fusion as YOLOv5's detect.py runs them. Prints ratios against the base.
 
     .venv/bin/python benchmarks/prune_speed.py --base models/base.pt --pruned models/pruned.pt
 """
@@ -36,7 +36,8 @@ def main() -> None:
     parser.add_argument("--pruned", type=Path, default=Path("models/pruned.pt"))
     parser.add_argument("--ratio", type=float, help="zeroing ratio; default: the pruned checkpoint's channel ratio")
     parser.add_argument("--imgsz", type=int, default=640)
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=40)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads while timing (val.latency_threads)")
     args = parser.parse_args()
 
     base = detection_model(load_checkpoint(args.base))
@@ -49,8 +50,8 @@ def main() -> None:
     models = {name: copy.deepcopy(m).fuse().eval() for name, m in models.items()}
 
     image = torch.rand(1, 3, args.imgsz, args.imgsz, generator=torch.Generator().manual_seed(0))
-    latency = min_latencies(models, image, args.repeats)
-    print(f"CPU latency, batch 1, {args.imgsz}px, min of {args.repeats}, torch threads={torch.get_num_threads()}")
+    latency = min_latencies(models, image, args.repeats, args.threads)
+    print(f"CPU latency, batch 1, {args.imgsz}px, min of {args.repeats}, torch threads={args.threads}")
     print(f"{'model':<28}{'params':>12}{'GFLOPs':>9}{'ms':>9}{'speed-up':>10}")
     for name in models:
         params, gflops = stats[name]

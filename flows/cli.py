@@ -76,7 +76,8 @@ def run(
         elif stage is Stage.prune:
             from tasks.prune import prune_checkpoint
 
-            prune_checkpoint(params.prune, layout.base_weights, layout.prune_outputs)
+            data_yaml = params.model.data_yaml(layout.demo_data)
+            prune_checkpoint(params.prune, layout.base_weights, layout.prune_outputs, params.step_training(), data_yaml)
         elif stage is Stage.finetune:
             from tasks.finetune import finetune
 
@@ -134,6 +135,7 @@ def prune(
     round_to: int = typer.Option(8, help="widths are kept in multiples of this (a multiple of 8)"),
     steps: int = typer.Option(1, help="iterative pruning steps"),
     global_ranking: bool = typer.Option(False, "--global", help="rank channels across layers"),
+    min_channels: int = typer.Option(8, help="no layer pruned below this many channels (0: error instead)"),
 ) -> None:
     """Prune any YOLOv5 detection checkpoint outside the pipeline: prune, merge ckpt, rewrite yaml."""
     from pydantic import ValidationError
@@ -144,7 +146,7 @@ def prune(
     _setup_logging()
     try:
         cfg = PruneConfig(ratio=ratio, importance=importance, round_to=round_to, iterative_steps=steps,
-                          global_ranking=global_ranking)  # fmt: skip
+                          global_ranking=global_ranking, min_channels=min_channels)  # fmt: skip
     except ValidationError as error:
         _fail(ConfigError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())))
     try:

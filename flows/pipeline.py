@@ -62,7 +62,14 @@ def pipeline(
         out_weights=layout.base_weights,
         out_metrics=layout.base_metrics,
     )
-    pruned = prune_task(params.prune, weights=base.weights, out=layout.prune_outputs)
+    pruned = prune_task(
+        params.prune,
+        weights=base.weights,
+        out=layout.prune_outputs,
+        retrain=params.step_training(),  # epochs = finetune.epochs_per_step: finetune.epochs does not key it
+        data_yaml=data_yaml,
+        dataset=data_yaml.parent,
+    )
     finetuned = finetune_task(
         params.finetune,
         weights=pruned.weights,

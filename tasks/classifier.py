@@ -30,9 +30,9 @@ from tasks.classifier_model import (
     normalise,
     predict_batches,
     preprocess,
-    torch_threads,
 )
 from tasks.config import ClassifyConfig
+from tasks.timing import torch_threads
 
 __all__ = [
     "ClassifierError",

@@ -9,8 +9,7 @@ share of width/height used when cropping, default 0) and `accuracy` (held-out ac
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,6 @@ __all__ = [
     "normalise",
     "predict_batches",
     "preprocess",
-    "torch_threads",
 ]
 
 FORMAT = "lightweight-classifier/1"
@@ -59,22 +57,6 @@ class Classifier:
     std: tuple[float, float, float]
     pad: float
     accuracy: float | None
-
-
-@contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """Run with this many intra-op threads (0: torch's default), restoring the setting afterwards.
-
-    On a shared CPU, torch's default of one thread per core makes these small batches up to ~30x slower:
-    the threads wait on each other while other processes hold the cores.
-    """
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def build_network(arch: str, num_classes: int) -> nn.Module:

@@ -11,8 +11,9 @@ from prefect import task
 
 from tasks.atomic import atomic_file
 from tasks.caching import StepCachePolicy
-from tasks.classifier_model import ClassifierError, classify_images, load_classifier, torch_threads
+from tasks.classifier_model import ClassifierError, classify_images, load_classifier
 from tasks.config import ClassifyConfig
+from tasks.timing import torch_threads
 
 __all__ = ["PREDICTION_COLUMNS", "classify_crops", "classify_task"]
 

@@ -103,6 +103,13 @@ class PruneConfig(_Section):
     round_to: int = Field(8, ge=8, multiple_of=8)  # YOLOv5 rounds every yaml width up to a multiple of 8
     iterative_steps: int = Field(1, ge=1)  # reach the ratio in this many pruning steps
     global_ranking: bool = False  # rank channels across layers instead of within each layer
+    min_channels: int = Field(8, ge=0)  # no layer pruned below this (0: a ratio emptying a layer is an error)
+
+    @model_validator(mode="after")
+    def _min_channels_keeps_yaml_widths(self) -> PruneConfig:
+        if self.min_channels % self.round_to:
+            raise ValueError(f"min_channels={self.min_channels} must be a multiple of round_to={self.round_to}")
+        return self
 
 
 class FinetuneConfig(_Section):
@@ -115,6 +122,7 @@ class FinetuneConfig(_Section):
     patience: int = Field(100, ge=0)
     seed: int = 0
     hyp: dict[str, float] = Field(default_factory=dict)  # e.g. {lr0: 0.005}: overrides of hyp.scratch-low.yaml
+    epochs_per_step: int = Field(0, ge=0)  # with prune.iterative_steps > 1: fine-tune between steps (0: off)
 
 
 class ValConfig(_Section):
@@ -124,7 +132,8 @@ class ValConfig(_Section):
     batch: int = Field(16, ge=1)
     workers: int = Field(2, ge=0, le=16)
     latency_imgsz: int = Field(640, ge=32, le=1280, multiple_of=32)  # timing input size: YOLOv5 detect's default
-    latency_repeats: int = Field(20, ge=1)  # CPU latency is the min over this many interleaved runs
+    latency_repeats: int = Field(40, ge=1)  # CPU latency is the min over this many interleaved runs
+    latency_threads: int = Field(1, ge=1, le=256)  # torch threads while timing: fixed, see tasks/timing.py
     throughput_batch: int = Field(8, ge=1)
 
 
@@ -299,6 +308,24 @@ class Params(_Section):
     nightly: NightlyConfig = NightlyConfig()
     classify: ClassifyConfig = ClassifyConfig()
 
+    @model_validator(mode="after")
+    def _iterative_mode_is_complete(self) -> Params:
+        if self.finetune.epochs_per_step and self.prune.iterative_steps == 1:
+            raise ValueError(
+                f"finetune.epochs_per_step={self.finetune.epochs_per_step} fine-tunes between pruning steps: "
+                "set prune.iterative_steps > 1, or epochs_per_step to 0"
+            )
+        if self.finetune.epochs_per_step and self.prune.global_ranking:
+            raise ValueError("prune.global_ranking cannot be combined with finetune.epochs_per_step > 0 "
+                             "(each step prunes every layer to its own width)")  # fmt: skip
+        return self
+
+    def step_training(self) -> FinetuneConfig | None:
+        """Training between pruning steps (iterative mode), or None when the stage prunes in one go."""
+        if self.prune.iterative_steps > 1 and self.finetune.epochs_per_step > 0:
+            return self.finetune.model_copy(update={"epochs": self.finetune.epochs_per_step})
+        return None
+
 
 def _describe(error: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid parameters"]
@@ -307,7 +334,7 @@ def _describe(error: ValidationError, source: str) -> str:
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key"
-        lines.append(f"  {key}: {message}")
+        lines.append(f"  {key}: {message}" if key else f"  {message}")  # a rule across sections names its keys
     return "\n".join(lines)
 
 

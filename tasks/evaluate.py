@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 def _table(results: dict[str, dict[str, Any]], cfg: ValConfig) -> str:
     lines = [
-        f"| model | params | GFLOPs@640 | P | R | mAP50 | mAP50-95 | latency ms (b1, {cfg.latency_imgsz}px) | speed-up "
+        f"| model | params | GFLOPs@640 | P | R | mAP50 | mAP50-95 | latency ms (b1, {cfg.latency_imgsz}px, "
+        f"{cfg.latency_threads} thread{'s' if cfg.latency_threads > 1 else ''}) | speed-up "
         f"| imgs/s (b{cfg.throughput_batch}) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -80,9 +81,10 @@ def compare_models(cfg: ValConfig, weights: dict[str, Path], data_yaml: Path, ou
     fused = {name: copy.deepcopy(model).fuse().eval() for name, model in models.items()}
     generator = torch.Generator().manual_seed(0)
     size = cfg.latency_imgsz
-    single = min_latencies(fused, torch.rand(1, 3, size, size, generator=generator), cfg.latency_repeats)
+    single = min_latencies(fused, torch.rand(1, 3, size, size, generator=generator), cfg.latency_repeats,
+                            cfg.latency_threads)  # fmt: skip
     batch = torch.rand(cfg.throughput_batch, 3, size, size, generator=generator)
-    batched = min_latencies(fused, batch, max(3, cfg.latency_repeats // 4))
+    batched = min_latencies(fused, batch, max(3, cfg.latency_repeats // 4), cfg.latency_threads)
     baseline = next(iter(weights))
     for name, result in results.items():
         result["latency_ms"] = round(single[name] * 1e3, 3)

@@ -1,10 +1,16 @@
-"""Stage `prune`: load ckpt → prune → merge ckpt → rewrite yaml, with what it saved measured."""
+"""Stage `prune`: load ckpt → prune → merge ckpt → rewrite yaml, with what it saved measured.
+
+Iterative mode (`prune.iterative_steps` > 1 with `finetune.epochs_per_step` > 0) fine-tunes between
+steps: step i cuts every layer to its width at ratio i/steps of the final one, ranking channels by the
+weights the previous round of training left; the last step is fine-tuned by stage `finetune`.
+"""
 
 from __future__ import annotations
 
 import copy
 import csv
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +22,11 @@ from torch import nn
 
 from tasks.atomic import atomic_file, write_json, write_png
 from tasks.caching import StepCachePolicy
-from tasks.config import PruneConfig
+from tasks.config import FinetuneConfig, PruneConfig
+from tasks.dataset import resolved_dataset_yaml
+from tasks.finetune import finetune
 from tasks.layout import PruneOutputs
-from tasks.pruning import WidthRules, kept_channels, prune_structured
+from tasks.pruning import WidthRules, kept_channels, prunable_convs, prune_structured, prune_to_widths
 from tasks.yolo import count_gflops, detection_model, layer_widths, load_checkpoint
 from tasks.yolo.architecture import (
     build_model,
@@ -41,14 +49,87 @@ class PruneError(ValueError):
 
 
 def _check_ratio(model: nn.Module, rules: WidthRules, cfg: PruneConfig) -> None:
-    fixed = {id(m) for layer in rules.ignored for m in layer.modules()} | {id(c) for c in rules.halve_input}
-    prunable = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and id(m) not in fixed]
-    for name, conv in prunable:
-        if kept_channels(conv.out_channels, cfg.ratio, cfg.round_to) == 0:
+    for name, conv in prunable_convs(model, rules).items():
+        if kept_channels(conv.out_channels, cfg.ratio, cfg.round_to, cfg.min_channels) == 0:
             raise PruneError(
                 f"prune.ratio={cfg.ratio} leaves no channels in {name} ({conv.out_channels} channels, "
-                f"kept in multiples of round_to={cfg.round_to}); lower the ratio"
+                f"kept in multiples of round_to={cfg.round_to}); lower the ratio or set prune.min_channels"
             )
+
+
+def _check_step_training(cfg: PruneConfig, retrain: FinetuneConfig, data_yaml: Path | None) -> None:
+    if cfg.iterative_steps < 2:
+        raise PruneError("fine-tuning between pruning steps needs prune.iterative_steps > 1")
+    if cfg.global_ranking:
+        raise PruneError("prune.global_ranking cannot be combined with fine-tuning between pruning steps")
+    if retrain.epochs < 1:
+        raise PruneError(f"fine-tuning between pruning steps needs at least 1 epoch, got {retrain.epochs}")
+    if data_yaml is None:
+        raise PruneError("fine-tuning between pruning steps needs a dataset yaml")
+    with tempfile.TemporaryDirectory(prefix="lightweight-prune-check-") as scratch:
+        resolved_dataset_yaml(data_yaml, Path(scratch))  # a missing val split fails now, not after step 1
+
+
+def _prune_one_shot(cfg: PruneConfig, model: nn.Module) -> nn.Module:
+    pruned = copy.deepcopy(model)
+    prune_structured(
+        pruned,
+        torch.zeros(1, 3, TRACE_IMGSZ, TRACE_IMGSZ),
+        ratio=cfg.ratio,
+        importance=cfg.importance,
+        round_to=cfg.round_to,
+        global_ranking=cfg.global_ranking,
+        iterative_steps=cfg.iterative_steps,
+        min_channels=cfg.min_channels,
+        rules=width_rules(pruned),
+    )
+    return pruned
+
+
+def _write_model(ckpt: dict[str, Any], model: nn.Module, weights: Path, model_yaml: Path) -> dict[str, Any]:
+    """Write `model` as a train.py checkpoint plus the yaml that rebuilds it, both checked; returns the yaml."""
+    model.eval()
+    yaml_dict = pruned_yaml(model)
+    rebuilt = build_model(yaml_dict, nc=int(model.model[-1].nc))
+    if not same_architecture(model, rebuilt):
+        raise RuntimeError("internal error: the rewritten yaml does not rebuild the pruned network")
+    rebuilt.load_state_dict(model.state_dict(), strict=True)
+    if not outputs_match(model, rebuilt):
+        raise RuntimeError("internal error: the network rebuilt from the yaml computes something else")
+    with atomic_file(model_yaml) as tmp:
+        tmp.write_text(yaml.safe_dump(yaml_dict, sort_keys=False))
+    with atomic_file(weights) as tmp:
+        torch.save(merged_checkpoint(ckpt, model, yaml_dict), tmp)
+    return yaml_dict
+
+
+def _prune_and_retrain(
+    cfg: PruneConfig, retrain: FinetuneConfig, ckpt: dict[str, Any], model: nn.Module, data_yaml: Path
+) -> tuple[nn.Module, dict[str, Any], list[dict[str, Any]]]:
+    """Prune in `cfg.iterative_steps` steps with `retrain` between them: (model, its checkpoint, per-step log)."""
+    widths = {name: conv.out_channels for name, conv in prunable_convs(model, width_rules(model)).items()}
+    current, steps = copy.deepcopy(model), []
+    with tempfile.TemporaryDirectory(prefix="lightweight-prune-") as scratch:
+        for step in range(1, cfg.iterative_steps + 1):
+            ratio = cfg.ratio * step / cfg.iterative_steps
+            targets = {n: kept_channels(w, ratio, cfg.round_to, cfg.min_channels) for n, w in widths.items()}
+            prune_to_widths(current, torch.zeros(1, 3, TRACE_IMGSZ, TRACE_IMGSZ), targets,
+                            importance=cfg.importance, rules=width_rules(current))  # fmt: skip
+            parameters = sum(p.numel() for p in current.parameters())
+            record: dict[str, Any] = {"step": step, "ratio": round(ratio, 4), "parameters": parameters}
+            steps.append(record)
+            if step == cfg.iterative_steps:
+                break  # stage `finetune` trains the last step
+            folder = Path(scratch) / f"step{step}"
+            folder.mkdir()
+            _write_model(ckpt, current, folder / "pruned.pt", folder / "pruned.yaml")
+            log.info("prune step %d/%d (ratio %.3f): fine-tuning %d epochs", step, cfg.iterative_steps, ratio,
+                     retrain.epochs)  # fmt: skip
+            trained = finetune(retrain, folder / "pruned.pt", folder / "pruned.yaml", data_yaml, folder / "trained.pt")
+            ckpt = load_checkpoint(trained)
+            current = copy.deepcopy(detection_model(ckpt, trained))  # the next ranking uses the trained weights
+            record["epochs"] = retrain.epochs
+    return current, ckpt, steps
 
 
 def _summary(model: nn.Module) -> dict[str, Any]:
@@ -76,44 +157,40 @@ def _write_widths(before: list, after: list, csv_path: Path, png_path: Path, tit
     write_png(figure, png_path)
 
 
-def prune_checkpoint(cfg: PruneConfig, weights: Path, out: PruneOutputs) -> dict[str, Any]:
-    """Prune a YOLOv5 checkpoint structurally and write a checkpoint and yaml YOLOv5 accepts as they are."""
+def prune_checkpoint(
+    cfg: PruneConfig,
+    weights: Path,
+    out: PruneOutputs,
+    retrain: FinetuneConfig | None = None,
+    data_yaml: Path | None = None,
+) -> dict[str, Any]:
+    """Prune a YOLOv5 checkpoint structurally and write a checkpoint and yaml YOLOv5 accepts as they are.
+
+    With `retrain` (epochs = epochs per step) it fine-tunes on `data_yaml` between the pruning steps.
+    """
     ckpt = load_checkpoint(weights)
     model = detection_model(ckpt, weights)
     check_rewritable(model)
     _check_ratio(model, width_rules(model), cfg)
+    if retrain is not None:
+        _check_step_training(cfg, retrain, data_yaml)
 
     before = _summary(model)
-    pruned = copy.deepcopy(model)
-    prune_structured(
-        pruned,
-        torch.zeros(1, 3, TRACE_IMGSZ, TRACE_IMGSZ),
-        ratio=cfg.ratio,
-        importance=cfg.importance,
-        round_to=cfg.round_to,
-        global_ranking=cfg.global_ranking,
-        iterative_steps=cfg.iterative_steps,
-        rules=width_rules(pruned),
-    )
-    pruned.eval()
-    yaml_dict = pruned_yaml(pruned)
-    rebuilt = build_model(yaml_dict, nc=int(pruned.model[-1].nc))
-    if not same_architecture(pruned, rebuilt):
-        raise RuntimeError("internal error: the rewritten yaml does not rebuild the pruned network")
-    rebuilt.load_state_dict(pruned.state_dict(), strict=True)
-    if not outputs_match(pruned, rebuilt):
-        raise RuntimeError("internal error: the network rebuilt from the yaml computes something else")
+    if retrain is None or data_yaml is None:
+        pruned, steps = _prune_one_shot(cfg, model), []
+    else:
+        pruned, ckpt, steps = _prune_and_retrain(cfg, retrain, ckpt, model, Path(data_yaml))
+    _write_model(ckpt, pruned, out.weights, out.yaml)
     after = _summary(pruned)
-
-    with atomic_file(out.yaml) as tmp:
-        tmp.write_text(yaml.safe_dump(yaml_dict, sort_keys=False))
-    with atomic_file(out.weights) as tmp:
-        torch.save(merged_checkpoint(ckpt, pruned, yaml_dict), tmp)
     _write_widths(before["widths"], after["widths"], out.widths_csv, out.widths_png,
                   f"{Path(weights).name}: prune ratio {cfg.ratio} ({cfg.importance})")  # fmt: skip
     metrics = {
         "ratio": cfg.ratio,
         "importance": cfg.importance,
+        "min_channels": cfg.min_channels,
+        "iterative_steps": cfg.iterative_steps,
+        "epochs_per_step": retrain.epochs if retrain is not None else 0,
+        "steps": steps,
         "parameters_before": before["parameters"],
         "parameters_after": after["parameters"],
         "parameters_reduction": round(before["parameters"] / after["parameters"], 3),
@@ -138,8 +215,18 @@ def prune_checkpoint(cfg: PruneConfig, weights: Path, out: PruneOutputs) -> dict
     return metrics
 
 
-@task(name="prune", cache_policy=StepCachePolicy(code=("tasks.prune", "tasks.pruning", "tasks.yolo"), outputs=("out",)))
-def prune_task(cfg: PruneConfig, weights: Path, out: PruneOutputs) -> PruneOutputs:
-    """Prune the base detector, merge a YOLOv5 checkpoint and rewrite its yaml."""
-    prune_checkpoint(cfg, weights, out)
+_PRUNE_CODE = ("tasks.prune", "tasks.pruning", "tasks.finetune", "tasks.dataset", "tasks.yolo")
+
+
+@task(name="prune", cache_policy=StepCachePolicy(code=_PRUNE_CODE, outputs=("out",)))
+def prune_task(
+    cfg: PruneConfig,
+    weights: Path,
+    out: PruneOutputs,
+    retrain: FinetuneConfig | None = None,
+    data_yaml: Path | None = None,
+    dataset: Path | None = None,
+) -> PruneOutputs:
+    """Prune the base detector (fine-tuning between steps if `retrain`); `dataset` keys the cache."""
+    prune_checkpoint(cfg, weights, out, retrain, data_yaml)
     return out

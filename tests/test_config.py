@@ -77,3 +77,27 @@ def test_flat_deployment_knobs_become_dotted_overrides():
     }  # fmt: skip
     with pytest.raises(ConfigError, match=r"parameter 'ratio': expected SECTION_KEY, e.g. prune_ratio"):
         knob_overrides(ratio=0.4)
+
+
+def test_fine_tuning_between_steps_needs_several_steps(tmp_path):
+    with pytest.raises(ConfigError, match=r"finetune\.epochs_per_step=3 .*set prune\.iterative_steps > 1"):
+        load_params(write(tmp_path, {"prune": {"iterative_steps": 1}, "finetune": {"epochs_per_step": 3}}))
+
+
+def test_fine_tuning_between_steps_refuses_global_ranking(tmp_path):
+    params = {"prune": {"iterative_steps": 3, "global_ranking": True}, "finetune": {"epochs_per_step": 2}}
+    with pytest.raises(ConfigError, match=r"prune\.global_ranking cannot be combined with finetune\.epochs_per_step"):
+        load_params(write(tmp_path, params))
+
+
+def test_step_training_takes_its_epochs_from_epochs_per_step(tmp_path):
+    iterative = {"prune": {"iterative_steps": 3}, "finetune": {"epochs": 40, "epochs_per_step": 5}}
+    params = load_params(write(tmp_path, iterative))
+    step = params.step_training()
+    assert step is not None and step.epochs == 5 and step.imgsz == params.finetune.imgsz
+    assert load_params(write(tmp_path, {"prune": {"iterative_steps": 3}})).step_training() is None
+
+
+def test_min_channels_must_keep_yaml_widths(tmp_path):
+    with pytest.raises(ConfigError, match=r"prune: min_channels=12 must be a multiple of round_to=8"):
+        load_params(write(tmp_path, {"prune": {"min_channels": 12}}))

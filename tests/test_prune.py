@@ -12,9 +12,11 @@ from torch.nn.utils import prune as torch_prune
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tasks.config import PruneConfig
+from tasks.config import FinetuneConfig, PruneConfig
+from tasks.dataset import DatasetError
 from tasks.layout import PruneOutputs
 from tasks.prune import PruneError, prune_checkpoint
+from tasks.pruning import kept_channels
 from tasks.yolo import CheckpointError, count_gflops, describe_checkpoint, detection_model, load_checkpoint
 
 
@@ -144,7 +146,7 @@ def test_bad_settings_are_refused_by_the_config(settings: dict, message: str):
 def test_a_ratio_that_empties_a_layer_is_refused_before_any_work(trained_checkpoint: Path, tmp_path: Path):
     out = PruneOutputs.in_folder(tmp_path / "out")
     with pytest.raises(PruneError, match=r"prune.ratio=0.7 leaves no channels in model\.0\.conv \(16 channels"):
-        prune_checkpoint(PruneConfig(ratio=0.7), trained_checkpoint, out)
+        prune_checkpoint(PruneConfig(ratio=0.7, min_channels=0), trained_checkpoint, out)
     assert not (tmp_path / "out").exists()
 
 
@@ -170,3 +172,63 @@ def test_cli_prune_writes_everything_and_reports(trained_checkpoint: Path, tmp_p
     )
     failed = CliRunner().invoke(app, ["prune", str(trained_checkpoint), "--ratio", "1.5", "--out", str(tmp_path)])
     assert failed.exit_code == 2 and "ratio: Input should be less than 1" in failed.stderr
+
+
+def test_min_channels_lets_narrow_layers_survive_high_ratios(trained_checkpoint: Path, tmp_path: Path):
+    out = PruneOutputs.in_folder(tmp_path)
+    metrics = prune_checkpoint(PruneConfig(ratio=0.7, min_channels=8), trained_checkpoint, out)
+    widths = {layer["index"]: (layer["before"], layer["after"]) for layer in metrics["layers"]}
+    assert widths[0] == (16, 8)  # the stem keeps min_channels instead of emptying
+    assert widths[7] == (256, kept_channels(256, 0.7, 8))  # wide layers still lose 70 %
+    assert all(after >= 8 and after % 8 == 0 for index, (_, after) in widths.items() if index < 24)
+    assert metrics["parameters_after"] < 0.2 * metrics["parameters_before"]
+
+
+def _stem_filters(weights: Path) -> torch.Tensor:
+    return detection_model(load_checkpoint(weights)).model[0].conv.weight.detach().flatten(1)
+
+
+def _all_rows_in(rows: torch.Tensor, source: torch.Tensor) -> bool:
+    return all(any(torch.equal(row, candidate) for candidate in source) for row in rows)
+
+
+STEP_TRAINING = FinetuneConfig(epochs=1, imgsz=64, batch=4, workers=0, epochs_per_step=1)
+
+
+@pytest.mark.slow
+def test_iterative_mode_fine_tunes_between_steps_and_ends_at_the_one_shot_widths(
+    pruned, trained_checkpoint: Path, tiny_demo: Path, tmp_path: Path
+):
+    one_shot_out, one_shot = pruned
+    out = PruneOutputs.in_folder(tmp_path)
+    cfg = PruneConfig(ratio=0.5, iterative_steps=2)
+    metrics = prune_checkpoint(cfg, trained_checkpoint, out, STEP_TRAINING, tiny_demo / "data.yaml")
+    assert [step["ratio"] for step in metrics["steps"]] == [0.25, 0.5]
+    assert metrics["steps"][0]["epochs"] == 1 and "epochs" not in metrics["steps"][1]  # stage finetune trains last
+    assert metrics["steps"][0]["parameters"] > metrics["steps"][1]["parameters"] == metrics["parameters_after"]
+    assert [layer["after"] for layer in metrics["layers"]] == [layer["after"] for layer in one_shot["layers"]]
+    assert describe_checkpoint(out.weights).parameters == one_shot["parameters_after"]
+    assert load_checkpoint(out.weights)["model"].yaml == yaml.safe_load(out.yaml.read_text())
+    # One-shot pruning only removes filters; the step in between trained the ones it kept.
+    base = _stem_filters(trained_checkpoint)
+    assert _all_rows_in(_stem_filters(one_shot_out.weights), base)
+    assert not _all_rows_in(_stem_filters(out.weights), base)
+
+
+def test_step_training_without_steps_is_refused_before_any_work(trained_checkpoint: Path, tiny_demo: Path,
+                                                                tmp_path: Path):  # fmt: skip
+    out = PruneOutputs.in_folder(tmp_path / "out")
+    with pytest.raises(PruneError, match=r"needs prune\.iterative_steps > 1"):
+        prune_checkpoint(PruneConfig(), trained_checkpoint, out, STEP_TRAINING, tiny_demo / "data.yaml")
+    assert not (tmp_path / "out").exists()
+
+
+def test_step_training_on_a_dataset_without_val_split_is_refused_before_any_work(
+    trained_checkpoint: Path, tiny_demo: Path, tmp_path: Path
+):
+    data = tmp_path / "data.yaml"
+    data.write_text(yaml.safe_dump({"path": str(tiny_demo), "train": "images/train", "names": {0: "person"}}))
+    out = PruneOutputs.in_folder(tmp_path / "out")
+    with pytest.raises(DatasetError, match="missing 'val'"):
+        prune_checkpoint(PruneConfig(iterative_steps=2), trained_checkpoint, out, STEP_TRAINING, data)
+    assert not (tmp_path / "out").exists()

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from yolov5.models.yolo import DetectionModel
 
-from tasks.pruning import prune_structured
+from tasks.pruning import kept_channels, prunable_convs, prune_structured, prune_to_widths
 from tasks.yolo.architecture import build_model, pruned_yaml, same_architecture, width_rules
 from tests.conftest import stock_yaml
 
@@ -35,6 +35,8 @@ def prune(model: nn.Module, ratio: float, **options) -> nn.Module:
         ("s", 1, 0.37, {}),
         ("s", 80, 0.7, {}),
         ("s", 1, 0.5, {"global_ranking": True, "importance": "l1"}),
+        ("n", 1, 0.7, {"min_channels": 8}),
+        ("s", 1, 0.8, {"min_channels": 16}),
     ],
 )
 def test_yaml_rebuilds_the_pruned_network_exactly(name: str, nc: int, ratio: float, options: dict):
@@ -68,3 +70,31 @@ def test_yaml_keeps_the_stock_syntax():
     assert yaml_dict["head"][-1][2:] == ["Detect", ["nc", "anchors"]]
     c3 = yaml_dict["backbone"][4]  # yolov5n layer 4: C3 with 2 bottlenecks at depth 0.33
     assert c3[1] == 2 and c3[2] == "C3" and c3[3][0] == 32
+
+
+def test_min_channels_floors_every_prunable_layer():
+    model = prune(fresh("n", 1), 0.7, min_channels=8)
+    widths = [conv.out_channels for conv in prunable_convs(model, width_rules(model)).values()]
+    assert min(widths) == 8 and model.model[0].conv.out_channels == 8
+    assert model.model[7].conv.out_channels == kept_channels(256, 0.7, 8)  # wide layers keep the ratio
+
+
+def test_step_by_step_exact_widths_end_where_one_shot_pruning_does():
+    one_shot = prune(fresh("n", 1), 0.5)
+    model = fresh("n", 1)
+    widths = {name: conv.out_channels for name, conv in prunable_convs(model, width_rules(model)).items()}
+    for ratio in (0.25, 0.5):
+        targets = {name: kept_channels(width, ratio, 8) for name, width in widths.items()}
+        prune_to_widths(model, torch.zeros(1, 3, 128, 128), targets, rules=width_rules(model))
+        assert all(
+            conv.out_channels == targets[name] for name, conv in prunable_convs(model, width_rules(model)).items()
+        )
+        rebuilt = build_model(pruned_yaml(model), nc=1)
+        assert same_architecture(model, rebuilt)
+    assert same_architecture(model, one_shot)
+
+
+def test_unknown_layer_names_are_refused():
+    model = fresh("n", 1)
+    with pytest.raises(ValueError, match=r"no such layers to prune: model\.99\.conv"):
+        prune_to_widths(model, torch.zeros(1, 3, 128, 128), {"model.99.conv": 8}, rules=width_rules(model))
