@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -123,32 +124,34 @@ def detect_video(detector: Detector, cfg: DetectConfig, video: Path, out_csv: Pa
         _write_rows(out_csv, [])
         return VideoReport(video=str(video), name=video.stem, status="failed", error=str(error))
     stats = ReadStats()
-    rows: list[tuple] = []
     fps = info.fps or 1.0
-    sampled = 0
-    total = info.frames if cfg.end is None else min(cfg.end, info.frames)
-    try:
-        frames = sampled_frames(capture, info, stats, cfg.interval, cfg.start, cfg.end)
-        with tqdm(total=total, desc=video.name, unit="frame", leave=False) as progress:  # frames done / total, fps
+    sampled = detections = 0
+    total = (info.frames if cfg.end is None else min(cfg.end, info.frames)) or None  # None: length unknown
+    frames = sampled_frames(capture, info, stats, cfg.interval, cfg.start, cfg.end)
+    try:  # rows go straight to the temporary CSV: nothing grows with the video's length
+        with atomic_file(out_csv) as tmp, tmp.open("w", newline="") as handle, \
+                tqdm(total=total, desc=video.name, unit="frame", leave=False) as progress:  # fmt: skip
+            writer = csv.writer(handle)
+            writer.writerow(DETECTION_COLUMNS)
             for indices, images, shape in prefetched(_batches(detector, frames, cfg.batch), _PREFETCH_BATCHES):
                 for index, boxes in zip(indices, detector(images, shape), strict=True):
-                    rows.extend(
+                    writer.writerows(
                         (index, round(index / fps, 4), *(int(v) for v in box[:4]), round(float(box[4]), 5), int(box[5]))
                         for box in boxes
                     )
+                    detections += len(boxes)
                 sampled += len(indices)
-                progress.update(min(indices[-1] + 1, total) - progress.n)
+                progress.update(min(indices[-1] + 1, total or indices[-1] + 1) - progress.n)  # frames done / total
     finally:
         capture.release()
-    _write_rows(out_csv, rows)
     report = VideoReport(
         video=str(video), name=video.stem, status="ok", frames=info.frames, fps=info.fps, width=info.width,
         height=info.height, frames_read=stats.frames_read, sampled=sampled, decode_failures=stats.decode_failures,
-        detections=len(rows), seconds=round(time.perf_counter() - started, 3),
+        detections=detections, seconds=round(time.perf_counter() - started, 3),
     )  # fmt: skip
     if stats.decode_failures:
         log.warning("%s: %d frames did not decode and were skipped", video, stats.decode_failures)
-    log.info("%s: %d sampled frames, %d detections, %.1f s", video.name, report.sampled, len(rows), report.seconds)
+    log.info("%s: %d sampled frames, %d detections, %.1f s", video.name, sampled, detections, report.seconds)
     return report
 
 
@@ -166,8 +169,6 @@ def write_summary(out_dir: Path, reports: list[VideoReport]) -> Path:
 
 def read_summary(out_dir: Path) -> list[VideoReport]:
     """The reports of the last detect run."""
-    import json
-
     path = out_dir / SUMMARY_NAME
     if not path.is_file():
         raise DetectError(f"{path}: not found; run the detect stage first")
