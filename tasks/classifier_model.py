@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torchvision.models import mobilenet_v3_large, mobilenet_v3_small
 
+from tasks.boxes import padded_box
+
 __all__ = [
     "ARCHITECTURES",
     "FORMAT",
@@ -150,13 +152,11 @@ def load_classifier(path: Path | str) -> Classifier:
 
 def crop_box(image: np.ndarray, box: Sequence[float], pad: float) -> np.ndarray:
     """The box (x1, y1, x2, y2 pixels) widened by `pad` of its size on every side, clipped to the image."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    dx, dy = pad * (x2 - x1), pad * (y2 - y1)
-    height, width = image.shape[:2]
-    left, top = max(0, int(np.floor(x1 - dx))), max(0, int(np.floor(y1 - dy)))
-    right, bottom = min(width, int(np.ceil(x2 + dx))), min(height, int(np.ceil(y2 + dy)))
-    if right <= left or bottom <= top:
+    clipped = padded_box(image.shape, box, pad)
+    if clipped is None:
+        height, width = image.shape[:2]
         raise ClassifierError(f"box {tuple(box)} lies outside the {width}x{height} image")
+    left, top, right, bottom = clipped
     return image[top:bottom, left:right]
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from prefect import task
 
 from tasks.atomic import atomic_dir, atomic_file
+from tasks.boxes import padded_box
 from tasks.caching import StepCachePolicy
 from tasks.config import CropConfig
 from tasks.detect import read_summary
@@ -41,14 +42,10 @@ def crop_box(
     frame_shape: tuple[int, ...], box: tuple[int, int, int, int], pad: float, min_size: int
 ) -> tuple[int, int, int, int] | None:
     """The padded box clipped to the frame, or None when what is left is smaller than `min_size`."""
-    height, width = frame_shape[:2]
-    x1, y1, x2, y2 = box
-    dx, dy = (x2 - x1) * pad, (y2 - y1) * pad
-    left, top = max(int(round(x1 - dx)), 0), max(int(round(y1 - dy)), 0)
-    right, bottom = min(int(round(x2 + dx)), width), min(int(round(y2 + dy)), height)
-    if right - left < min_size or bottom - top < min_size:
+    clipped = padded_box(frame_shape, box, pad)
+    if clipped is None or clipped[2] - clipped[0] < min_size or clipped[3] - clipped[1] < min_size:
         return None
-    return left, top, right, bottom
+    return clipped
 
 
 def _read_detections(path: Path) -> list[_Detection]:

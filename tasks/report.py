@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from prefect import task
 
 from tasks.atomic import atomic_dir, atomic_file, write_json, write_png
+from tasks.boxes import box_iou
 from tasks.caching import StepCachePolicy
 from tasks.config import DetectConfig, ReportConfig
 from tasks.crop import read_crop_index
@@ -23,7 +24,6 @@ from tasks.layout import FlowOutputs
 
 __all__ = [
     "GroundTruth",
-    "box_iou",
     "flow_report",
     "flow_report_task",
     "match_boxes",
@@ -41,15 +41,6 @@ class GroundTruth:
     """People of one frame that a detector can be expected to find: (box, colour name) each."""
 
     people: list[tuple[Box, str]]
-
-
-def box_iou(a: Box, b: Box) -> float:
-    """Intersection over union of two (x1, y1, x2, y2) boxes."""
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def match_boxes(detections: list[Box], truths: list[Box], min_iou: float) -> dict[int, int]:

@@ -16,10 +16,10 @@ from tests.videos import frame_number, write_numbered_video
     ("box", "expected"),
     [
         ((10, 10, 30, 40), (8, 7, 32, 43)),  # 10% of 20x30 on each side
-        ((-5, -5, 20, 20), (0, 0, 22, 22)),  # crossing the top-left corner: clipped
+        ((-5, -5, 20, 20), (0, 0, 23, 23)),  # 2.5 px margins round outwards  # crossing the top-left corner: clipped
         ((50, 30, 70, 60), (48, 27, 64, 48)),  # crossing the bottom-right edge: clipped
         ((62, 10, 70, 30), None),  # mostly outside the frame: what is left is too narrow
-        ((5, 5, 7, 7), None),  # too small
+        ((5, 5, 6, 6), None),  # too small, even with its margins rounded outwards
     ],
 )
 def test_crop_box_pads_clips_and_filters(box, expected):
@@ -36,14 +36,15 @@ def _detections(folder: Path, video: Path, rows: list[tuple]) -> Path:
 
 def test_each_detection_is_cropped_from_its_own_frame(tmp_path: Path):
     video = write_numbered_video(tmp_path / "cam.avi", 20, size=(64, 48))
-    rows = [(5, 0.5, 10, 10, 30, 40, 0.9, 0), (5, 0.5, 40, 20, 80, 60, 0.8, 0), (15, 1.5, 1, 1, 3, 3, 0.7, 0),
+    rows = [(5, 0.5, 10, 10, 30, 40, 0.9, 0), (5, 0.5, 40, 20, 80, 60, 0.8, 0), (15, 1.5, 1, 1, 2, 2, 0.7, 0),
             (15, 1.5, 0, 0, 20, 20, 0.6, 0)]  # fmt: skip
     detections = _detections(tmp_path / "detections", video, rows)
     index = crop_detections(CropConfig(pad=0.1, min_size=4), tmp_path, detections, tmp_path / "crops")
 
     entries = read_crop_index(index)
     assert tuple(entries[0]) == CROP_INDEX_COLUMNS
-    assert [(e["frame"], e["detection"]) for e in entries] == [("5", "0"), ("5", "1"), ("15", "3")]  # 3x3 dropped
+    # the 1x1 box (row 2) is 3x3 even with its margins: dropped
+    assert [(e["frame"], e["detection"]) for e in entries] == [("5", "0"), ("5", "1"), ("15", "3")]
     for entry in entries:
         image = cv2.imread(str(tmp_path / "crops" / entry["crop"]))
         x1, y1, x2, y2 = (int(entry[k]) for k in ("x1", "y1", "x2", "y2"))

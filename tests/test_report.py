@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from tasks.boxes import box_iou
 from tasks.config import DetectConfig, ReportConfig
 from tasks.detect import DETECTION_COLUMNS, VideoReport, write_summary
 from tasks.layout import Layout
-from tasks.report import box_iou, flow_report, match_boxes
+from tasks.report import flow_report, match_boxes
 
 
 def _write(path: Path, rows: list[tuple]) -> None:
