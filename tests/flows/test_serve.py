@@ -8,7 +8,8 @@ from pathlib import Path
 import yaml
 
 from flows.deployments import build_deployments
-from tasks.config import NightlyConfig
+from tasks.config import NightlyConfig, load_params
+from tests.conftest import REPO
 
 BIN = Path(sys.executable).parent
 
@@ -23,6 +24,15 @@ def test_both_deployments_are_bound_to_the_project_and_nightly_follows_params(tm
     [schedule] = nightly_eval.schedules
     assert (schedule.schedule.cron, schedule.schedule.timezone) == ("30 3 * * 1", "Europe/Paris")
     assert nightly_eval.paused is True  # --no-schedule
+
+
+def test_prefect_yaml_schedules_nightly_as_params_yaml_does():
+    """prefect.yaml cannot read params.yaml, so its copy of the nightly schedule is held equal here."""
+    deployments = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
+    [nightly] = [d for d in deployments if d["entrypoint"] == "flows.nightly.nightly_eval"]
+    [schedule] = nightly["schedules"]
+    params = load_params(REPO / "params.yaml").nightly
+    assert (schedule["cron"], schedule["timezone"]) == (params.cron, params.timezone)
 
 
 def serve(project: Path, **env: str) -> subprocess.CompletedProcess:
