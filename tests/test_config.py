@@ -33,6 +33,12 @@ def test_out_of_range_value_is_named(tmp_path):
         load_params(write(tmp_path, {"demo": {"train_images": 0}}))
 
 
+@pytest.mark.parametrize("interval", [0, -5])
+def test_detect_interval_below_one_is_named(tmp_path, interval):
+    with pytest.raises(ConfigError, match=r"detect\.interval: Input should be greater than or equal to 1"):
+        load_params(write(tmp_path, {"detect": {"interval": interval}}))
+
+
 def test_every_bad_key_is_reported_at_once(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_params(write(tmp_path, {"base": {"imgsz": 100, "epochs": -1}}))
