@@ -208,6 +208,8 @@ class StorageConfig(_Section):
     max_attempts: int = Field(5, ge=1, le=20)  # per request, first try included (botocore "standard" retries)
     connect_timeout: float = Field(10, gt=0)  # seconds
     read_timeout: float = Field(60, gt=0)  # seconds without a byte from the server before a request fails
+    # Files larger than this are published in parts of this size (S3 takes at most 5 GB in one PUT, parts >= 5 MiB).
+    multipart_mb: int = Field(64, ge=5, le=5120)
 
     # Environment variables that override the file, so CI and users can point elsewhere without editing it.
     ENVIRONMENT: ClassVar[dict[str, str]] = {

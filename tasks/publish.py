@@ -1,7 +1,8 @@
 """Publishing the final artifacts to S3 with boto3: content checksums, no duplicate uploads, manifest last.
 
 Every file goes to `<prefix>/publish/<name>` with its sha256 in the object metadata and as the S3
-SHA256 checksum of the upload. A file whose object already carries the same sha256 is skipped, so a
+SHA256 checksum of the upload (files above `storage.multipart_mb` go up in parts, each part checked by
+S3 against its own SHA256). A file whose object already carries the same sha256 is skipped, so a
 rerun after a failure uploads only what is missing. `<prefix>/publish/manifest.json` (name -> key,
 sha256, size) is written last: a reader who finds it finds every object it lists. Local files are only
 ever opened for reading.
@@ -15,10 +16,12 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from io import BytesIO
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -120,23 +123,46 @@ def _remote_sha256(client: Any, bucket: str, key: str) -> str | None:
     return head.get("Metadata", {}).get("sha256")
 
 
+def _discard_changed(client: Any, bucket: str, key: str) -> None:
+    client.delete_object(Bucket=bucket, Key=key)  # never leave an object whose metadata lies
+    raise StorageError(f"{key}: the local file changed while it was uploaded; publish again")
+
+
 def _put(client: Any, bucket: str, key: str, body: Any, sha256: str) -> None:
     response = client.put_object(
         Bucket=bucket, Key=key, Body=body, ChecksumAlgorithm="SHA256", Metadata={"sha256": sha256}
     )
     sent = response.get("ChecksumSHA256")  # what botocore computed over the bytes it actually sent
     if sent is not None and sent != base64.b64encode(bytes.fromhex(sha256)).decode():
-        client.delete_object(Bucket=bucket, Key=key)  # never leave an object whose metadata lies
-        raise StorageError(f"{key}: the local file changed while it was uploaded; publish again")
+        _discard_changed(client, bucket, key)
 
 
-def _upload_if_changed(client: Any, bucket: str, key: str, sha256: str, open_body: Callable[[], Any]) -> bool:
+def _put_in_parts(client: Any, bucket: str, item: Planned, part_bytes: int) -> None:
+    """A multipart upload: S3 checks each part's SHA256; hashing the file again catches edits made meanwhile."""
+    client.upload_file(
+        str(item.path), bucket, item.key,
+        ExtraArgs={"ChecksumAlgorithm": "SHA256", "Metadata": {"sha256": item.sha256}},
+        Config=TransferConfig(multipart_threshold=part_bytes, multipart_chunksize=part_bytes, use_threads=False),
+    )  # fmt: skip
+    if _sha256(item.path) != item.sha256:
+        _discard_changed(client, bucket, item.key)
+
+
+def _send_file(client: Any, bucket: str, item: Planned, part_bytes: int) -> None:
+    """One PUT whose checksum is compared with the plan, or parts when the file is larger than `part_bytes`."""
+    if item.size > part_bytes:
+        _put_in_parts(client, bucket, item, part_bytes)
+        return
+    with item.path.open("rb") as body:
+        _put(client, bucket, item.key, body, item.sha256)
+
+
+def _upload_if_changed(client: Any, bucket: str, key: str, sha256: str, send: Callable[[], None]) -> bool:
     """Upload unless the object already carries this sha256; True when something was sent."""
     with storage_errors(client, bucket, f"publishing {key}"):
         if _remote_sha256(client, bucket, key) == sha256:
             return False
-        with open_body() as body:
-            _put(client, bucket, key, body, sha256)
+        send()
     return True
 
 
@@ -153,9 +179,11 @@ def publish(
     check_bucket(client, cfg.bucket)
     manifest = {"files": {p.name: {"key": p.key, "sha256": p.sha256, "size": p.size} for p in planned}}
     result = PublishResult(cfg.bucket, client.meta.endpoint_url, f"{_publish_prefix(cfg)}/{MANIFEST_NAME}", manifest)
+    part_bytes = cfg.multipart_mb << 20
     try:
         for item in planned:
-            if _upload_if_changed(client, cfg.bucket, item.key, item.sha256, lambda path=item.path: path.open("rb")):
+            send = partial(_send_file, client, cfg.bucket, item, part_bytes)
+            if _upload_if_changed(client, cfg.bucket, item.key, item.sha256, send):
                 log.info("uploaded %s -> s3://%s/%s (%d bytes)", item.path, cfg.bucket, item.key, item.size)
                 result.uploaded.append(item.name)
                 if on_uploaded is not None:
@@ -165,7 +193,8 @@ def publish(
                 result.skipped.append(item.name)
         body = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
         sha = hashlib.sha256(body).hexdigest()
-        if _upload_if_changed(client, cfg.bucket, result.manifest_key, sha, lambda: BytesIO(body)):
+        send_manifest = partial(_put, client, cfg.bucket, result.manifest_key, BytesIO(body), sha)
+        if _upload_if_changed(client, cfg.bucket, result.manifest_key, sha, send_manifest):
             log.info("wrote manifest s3://%s/%s (%d files)", cfg.bucket, result.manifest_key, len(planned))
     except StorageUnreachableError as error:
         done = len(result.uploaded) + len(result.skipped)

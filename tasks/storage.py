@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import boto3
+from boto3.exceptions import S3UploadFailedError
 from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError, PartialCredentialsError
 from botocore.exceptions import ConnectionError as BotoConnectionError
@@ -58,6 +59,8 @@ def storage_errors(client: Any, bucket: str, doing: str) -> Iterator[None]:
         ) from error
     except (BotoConnectionError, HTTPClientError) as error:
         raise StorageUnreachableError(f"{doing}: S3 endpoint unreachable, {place}: {error}") from error
+    except S3UploadFailedError as error:  # what boto3's managed (multipart) uploads make of a ClientError
+        raise StorageError(f"{doing}: {place}: {error}") from error
     except ClientError as error:
         code = str(error.response.get("Error", {}).get("Code", ""))
         if code in ("NoSuchBucket", "404"):

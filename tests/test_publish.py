@@ -96,6 +96,28 @@ def test_publish_uploads_with_checksums_then_manifest_and_a_rerun_uploads_nothin
     assert versions(bucket)["team/lw/publish/manifest.json"] == 2  # the manifest lists the new sha256
 
 
+def test_files_larger_than_multipart_mb_go_up_in_parts(bucket, tmp_path):
+    files = make_artifacts(tmp_path)
+    files["models/large.pt"] = tmp_path / "models" / "large.pt"
+    files["models/large.pt"].write_bytes(os.urandom(12 << 20))
+    before = snapshot(files)
+    cfg = storage(bucket, multipart_mb=5)
+    assert sorted(publish(cfg, files).uploaded) == sorted(files)
+
+    client = bucket.client()
+    key = "team/lw/publish/models/large.pt"
+    head = client.head_object(Bucket=BUCKET, Key=key, ChecksumMode="ENABLED")
+    assert head["ETag"].strip('"').endswith("-3")  # a multipart upload of 5 + 5 + 2 MiB
+    assert head["Metadata"]["sha256"] == sha256(files["models/large.pt"])
+    assert client.get_object(Bucket=BUCKET, Key=key)["Body"].read() == files["models/large.pt"].read_bytes()
+    small = client.head_object(Bucket=BUCKET, Key="team/lw/publish/models/finetuned.pt")
+    assert "-" not in small["ETag"]  # below the threshold: one PUT
+
+    again = publish(cfg, files)
+    assert again.uploaded == [] and sorted(again.skipped) == sorted(files)
+    assert versions(bucket)[key] == 1 and snapshot(files) == before
+
+
 def test_missing_local_file_fails_before_any_upload(bucket, tmp_path):
     files = make_artifacts(tmp_path)
     files["data/predictions.csv"] = tmp_path / "data" / "predictions.csv"
