@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from io import BytesIO
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NoReturn
 
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
@@ -123,7 +123,7 @@ def _remote_sha256(client: Any, bucket: str, key: str) -> str | None:
     return head.get("Metadata", {}).get("sha256")
 
 
-def _discard_changed(client: Any, bucket: str, key: str) -> None:
+def _discard_changed(client: Any, bucket: str, key: str) -> NoReturn:
     client.delete_object(Bucket=bucket, Key=key)  # never leave an object whose metadata lies
     raise StorageError(f"{key}: the local file changed while it was uploaded; publish again")
 
