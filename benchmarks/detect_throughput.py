@@ -61,8 +61,10 @@ def longer_copy(video: Path, times: int, out: Path) -> Path:
 def peak_rss(cfg: DetectConfig, video: Path, scratch: Path) -> dict:
     out = subprocess.run(
         [sys.executable, "-c", _RSS_SCRIPT, cfg.model_dump_json(), str(video), str(scratch / "rss.csv")],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -75,19 +77,29 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    cfg = DetectConfig(weights=str(args.weights), videos=[str(args.video)], interval=args.interval,
-                       imgsz=args.imgsz, batch=args.batch)  # fmt: skip
+    cfg = DetectConfig(
+        weights=str(args.weights), videos=[str(args.video)], interval=args.interval, imgsz=args.imgsz, batch=args.batch
+    )
     frames = int(cv2.VideoCapture(str(args.video)).get(cv2.CAP_PROP_FRAME_COUNT))
     detector = load_detector(cfg, args.weights)
     with tempfile.TemporaryDirectory(prefix="lightweight-bench-") as scratch_name:
         scratch = Path(scratch_name)
         runs = {
             "lightweight": lambda: detect_video(detector, cfg, args.video, scratch / "ours.csv"),
-            "stock detect.py": lambda: stock_detect(args.weights, args.video, scratch / "stock", args.imgsz,
-                                                    cfg.conf, cfg.iou, args.interval, save=True),
-            "stock detect.py --nosave": lambda: stock_detect(args.weights, args.video, scratch / "stock-nosave",
-                                                             args.imgsz, cfg.conf, cfg.iou, args.interval, save=False),
-        }  # fmt: skip
+            "stock detect.py": lambda: stock_detect(
+                args.weights, args.video, scratch / "stock", args.imgsz, cfg.conf, cfg.iou, args.interval, save=True
+            ),
+            "stock detect.py --nosave": lambda: stock_detect(
+                args.weights,
+                args.video,
+                scratch / "stock-nosave",
+                args.imgsz,
+                cfg.conf,
+                cfg.iou,
+                args.interval,
+                save=False,
+            ),
+        }
         best = dict.fromkeys(runs, float("inf"))
         for _ in range(args.repeats):
             for name, run in runs.items():  # interleaved, so machine noise hits every variant alike
@@ -102,9 +114,11 @@ def main() -> None:
 
         longer = longer_copy(args.video, 4, scratch / "longer.mp4")
         short_rss, long_rss = peak_rss(cfg, args.video, scratch), peak_rss(cfg, longer, scratch)
-        print(f"peak RSS: {short_rss['frames']} frames {short_rss['peak_rss_mb']:.0f} MB, "
-              f"{long_rss['frames']} frames {long_rss['peak_rss_mb']:.0f} MB "
-              f"(+{100 * (long_rss['peak_rss_mb'] / short_rss['peak_rss_mb'] - 1):.1f}%)")  # fmt: skip
+        print(
+            f"peak RSS: {short_rss['frames']} frames {short_rss['peak_rss_mb']:.0f} MB, "
+            f"{long_rss['frames']} frames {long_rss['peak_rss_mb']:.0f} MB "
+            f"(+{100 * (long_rss['peak_rss_mb'] / short_rss['peak_rss_mb'] - 1):.1f}%)"
+        )
 
 
 if __name__ == "__main__":

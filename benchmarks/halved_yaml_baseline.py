@@ -50,11 +50,25 @@ def main() -> None:
         halved_file.write_text(yaml.safe_dump(halved_yaml, sort_keys=False))
         data = resolved_dataset_yaml(data_yaml, run_dir)
         halved_best = train(
-            data=data, cfg=str(halved_file), weights=str(layout.base_weights), run_dir=run_dir / "halved",
-            epochs=epochs, imgsz=tune.imgsz, batch=tune.batch, workers=tune.workers, patience=tune.patience,
-            seed=tune.seed, hyp=tune.hyp,
-        )  # fmt: skip
-        ours = finetune(tune, pruned.weights, pruned.yaml, data_yaml, run_dir / "finetuned.pt")
+            data=data,
+            cfg=str(halved_file),
+            weights=str(layout.base_weights),
+            run_dir=run_dir / "halved",
+            epochs=epochs,
+            imgsz=tune.imgsz,
+            batch=tune.batch,
+            workers=tune.workers,
+            patience=tune.patience,
+            seed=tune.seed,
+            hyp=tune.hyp,
+        )
+        ours = finetune(
+            tune,
+            weights=pruned.weights,
+            model_yaml=pruned.yaml,
+            data_yaml=data_yaml,
+            out_weights=run_dir / "finetuned.pt",
+        )
         candidates = {"halved yaml + retrain": halved_best, "pruned + fine-tune": ours}
         scores = {
             name: validate(
@@ -76,8 +90,10 @@ def main() -> None:
     for name, model in models.items():
         s = scores[name]
         params_count = sum(p.numel() for p in model.parameters())
-        print(f"{name:<24}{params_count:>10,}{count_gflops(model):>8.2f}{s.map50:>8.3f}{s.map50_95:>10.3f}"
-              f"{latency[name] * 1e3:>8.1f}")  # fmt: skip
+        print(
+            f"{name:<24}{params_count:>10,}{count_gflops(model):>8.2f}{s.map50:>8.3f}{s.map50_95:>10.3f}"
+            f"{latency[name] * 1e3:>8.1f}"
+        )
 
 
 if __name__ == "__main__":

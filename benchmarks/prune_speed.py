@@ -42,8 +42,11 @@ def main() -> None:
 
     base = detection_model(load_checkpoint(args.base))
     pruned = detection_model(load_checkpoint(args.pruned))
-    widths = [(b.out_channels, p.out_channels) for b, p in zip(base.modules(), pruned.modules(), strict=False)
-              if isinstance(b, nn.Conv2d) and isinstance(p, nn.Conv2d)]  # fmt: skip
+    widths = [
+        (b.out_channels, p.out_channels)
+        for b, p in zip(base.modules(), pruned.modules(), strict=False)
+        if isinstance(b, nn.Conv2d) and isinstance(p, nn.Conv2d)
+    ]
     ratio = args.ratio or round(1 - sum(p for _, p in widths) / sum(b for b, _ in widths), 3)
     models = {"base": base, "pruned (removed)": pruned, f"ln_structured {ratio} (zeroed)": zeroed_copy(base, ratio)}
     stats = {name: (sum(p.numel() for p in m.parameters()), count_gflops(m, args.imgsz)) for name, m in models.items()}

@@ -10,12 +10,13 @@ from typing import Any
 from prefect import flow
 from prefect.states import Completed, Failed, State
 
-from flows.inference import detect_all
+from flows.steps import detect_all
 from tasks.artifacts import publish_nightly
 from tasks.config import load_params
+from tasks.flow_report import people_per_frame
 from tasks.layout import Layout
+from tasks.lock import project_lock
 from tasks.nightly import NightlyRegression, judge_and_record, revalidate_task
-from tasks.report import people_per_frame
 
 __all__ = ["nightly_eval"]
 
@@ -26,11 +27,12 @@ def nightly_eval(root: Path = Path(".")) -> State[Any]:
     layout = Layout(Path(root))
     params = load_params(layout.params)
     data_yaml = params.model.data_yaml(layout.demo_data)
-    evaluation = revalidate_task(params.val, weights=layout.finetuned_weights, data_yaml=data_yaml)
-    detect_all(params, layout.root, layout.nightly_detections)  # beside, not over, the DVC-tracked detections
-    counts = people_per_frame(params.detect, layout.nightly_detections)
-    evaluation = replace(evaluation, people_per_frame={video: c["mean"] for video, c in counts.items()})
-    verdict = judge_and_record(layout.nightly_history, evaluation, params.nightly)
+    with project_lock(layout.root, "prefect flow nightly-eval"):
+        evaluation = revalidate_task(params.val, weights=layout.finetuned_weights, data_yaml=data_yaml)
+        detect_all(params, layout.root, layout.nightly_detections)  # beside, not over, the DVC-tracked detections
+        counts = people_per_frame(params.detect, layout.nightly_detections)
+        evaluation = replace(evaluation, people_per_frame={video: c["mean"] for video, c in counts.items()})
+        verdict = judge_and_record(layout.nightly_history, evaluation, params.nightly)
     publish_nightly(verdict)
     if verdict.alerts:
         message = "; ".join(alert.message for alert in verdict.alerts)

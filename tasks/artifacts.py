@@ -34,20 +34,33 @@ PEOPLE_KEY = "people-counts"
 NIGHTLY_KEY = "nightly-summary"
 ALERT_KEY = "nightly-alert"
 
-_COMPARISON_COLUMNS = ("parameters", "gflops_640", "precision", "recall", "map50", "map50_95", "latency_ms",
-                       "speedup", "throughput")  # fmt: skip
+_COMPARISON_COLUMNS = (
+    "parameters",
+    "gflops_640",
+    "precision",
+    "recall",
+    "map50",
+    "map50_95",
+    "latency_ms",
+    "speedup",
+    "throughput",
+)
 
 
 def comparison_rows(results: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per model (base, pruned, finetuned) from metrics/val.json."""
-    return [{"model": name, **{column: values.get(column) for column in _COMPARISON_COLUMNS}}
-            for name, values in results.items()]  # fmt: skip
+    return [
+        {"model": name, **{column: values.get(column) for column in _COMPARISON_COLUMNS}}
+        for name, values in results.items()
+    ]
 
 
 def people_rows(counts: Mapping[str, Mapping[str, float]]) -> list[dict[str, Any]]:
     """One row per video from {video: {mean, max, frames}} (people per sampled frame)."""
-    return [{"video": video, "mean": round(float(c["mean"]), 3), "max": int(c["max"]), "frames": int(c["frames"])}
-            for video, c in sorted(counts.items())]  # fmt: skip
+    return [
+        {"video": video, "mean": round(float(c["mean"]), 3), "max": int(c["max"]), "frames": int(c["frames"])}
+        for video, c in sorted(counts.items())
+    ]
 
 
 def pipeline_summary(results: Mapping[str, Mapping[str, Any]], params: Params) -> str:
@@ -70,8 +83,10 @@ def pipeline_summary(results: Mapping[str, Mapping[str, Any]], params: Params) -
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in results.items():
-        lines.append(f"| {name} | {r['parameters']:,} | {r['gflops_640']:.2f} | {r['map50']:.3f} "
-                     f"| {r['map50_95']:.3f} | {r['latency_ms']:.1f} | {r['speedup']:.2f}x |")  # fmt: skip
+        lines.append(
+            f"| {name} | {r['parameters']:,} | {r['gflops_640']:.2f} | {r['map50']:.3f} "
+            f"| {r['map50_95']:.3f} | {r['latency_ms']:.1f} | {r['speedup']:.2f}x |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -95,8 +110,10 @@ def nightly_markdown(verdict: Verdict) -> str:
 def alert_markdown(verdict: Verdict) -> str:
     """What regressed, for whoever is on call."""
     lines = ["# Nightly evaluation alert", "", *(f"- {alert.message}" for alert in verdict.alerts), ""]
-    lines.append("The run is marked Failed. Later nights keep comparing with the last passing evaluation "
-                 "until the regression is fixed.")  # fmt: skip
+    lines.append(
+        "The run is marked Failed. Later nights keep comparing with the last passing evaluation "
+        "until the regression is fixed."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -107,8 +124,11 @@ def publish_pipeline(
 ) -> list[str]:
     """Summary, comparison table and (when detection ran) people counts; returns the keys written."""
     create_markdown_artifact(pipeline_summary(results, params), key=SUMMARY_KEY, description="Pipeline summary")
-    create_table_artifact(comparison_rows(results), key=COMPARISON_KEY,
-                          description="Base, pruned and fine-tuned detectors on the val split")  # fmt: skip
+    create_table_artifact(
+        comparison_rows(results),
+        key=COMPARISON_KEY,
+        description="Base, pruned and fine-tuned detectors on the val split",
+    )
     keys = [SUMMARY_KEY, COMPARISON_KEY]
     if people:
         create_table_artifact(people_rows(people), key=PEOPLE_KEY, description="People per sampled frame, by video")

@@ -1,7 +1,16 @@
-"""Atomic outputs: write to a temporary sibling, then rename, so a crash never leaves half a file."""
+"""Atomic outputs: write to a temporary sibling, then rename, so a crash never leaves half a file.
+
+Even a SIGKILL leaves each output either its complete old version or its complete new one: a file is
+replaced by one rename, a folder by one exchange of two names (Linux `renameat2(RENAME_EXCHANGE)`).
+Temporaries are named `.<name>.*.tmp` (ignored by DVC and by the cache keys); a killed run's leftovers
+are removed when the same output is written next.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import glob
 import json
 import os
 import shutil
@@ -13,12 +22,50 @@ from typing import Any
 
 __all__ = ["atomic_dir", "atomic_file", "write_json", "write_png"]
 
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+_RANDOM = "?" * 8  # the random part of a tempfile name: leftovers of this target only, not of "<name>.more"
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _backup(target: Path) -> Path:
+    """Where the fallback swap parks the old folder (only where the exchange is unsupported)."""
+    return target.with_name(f".{target.name}.old.tmp")
+
+
+def _clean_leftovers(target: Path) -> None:
+    """Remove the temporaries a killed run left beside `target`; bring back a parked old folder first."""
+    backup = _backup(target)
+    if backup.exists() and not target.exists():
+        os.replace(backup, target)
+    for leftover in [backup, *target.parent.glob(f".{glob.escape(target.name)}.{_RANDOM}.tmp")]:
+        if not leftover.exists():
+            continue
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one step; False where the kernel or file system cannot."""
+    renameat2 = getattr(_libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
+
 
 @contextmanager
 def atomic_file(target: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success it replaces `target` in one rename."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _clean_leftovers(target)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -32,21 +79,22 @@ def atomic_file(target: Path | str) -> Iterator[Path]:
 
 @contextmanager
 def atomic_dir(target: Path | str) -> Iterator[Path]:
-    """Yield an empty temporary directory beside `target`; on success it replaces `target`."""
+    """Yield an empty temporary directory beside `target`; on success it replaces `target` in one step."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _clean_leftovers(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     tmp.chmod(0o755)
-    old = target.with_name(f".{target.name}.old")
     try:
         yield tmp
-        shutil.rmtree(old, ignore_errors=True)
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
+        if not target.exists():
+            os.replace(tmp, target)
+        elif not _exchange(tmp, target):  # then: park the old folder, move the new one in, drop the old
+            os.replace(target, _backup(target))  # a kill here is undone by the next _clean_leftovers
+            os.replace(tmp, target)
+            shutil.rmtree(_backup(target), ignore_errors=True)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # after an exchange: the old version
 
 
 def write_json(target: Path | str, payload: Any) -> Path:

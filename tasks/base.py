@@ -8,15 +8,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from prefect import task
-
 from tasks.atomic import atomic_file, write_json
-from tasks.caching import StepCachePolicy
-from tasks.config import BaseConfig
+from tasks.config import BaseConfig, Params
 from tasks.dataset import resolved_dataset_yaml
+from tasks.layout import Layout
+from tasks.stage import Stage
 from tasks.yolo import ValMetrics, describe_checkpoint, train, validate
 
-__all__ = ["BaseResult", "base_task", "prepare_base_model"]
+__all__ = ["BaseResult", "prepare_base_model"]
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +27,7 @@ class BaseResult:
 
 
 def prepare_base_model(
-    cfg: BaseConfig, data_yaml: Path, out_weights: Path, out_metrics: Path, weights: Path | None = None
+    cfg: BaseConfig, *, data_yaml: Path, out_weights: Path, out_metrics: Path, weights: Path | None = None
 ) -> BaseResult:
     """Train the demo detector (or take the user's `weights`), validate it, write weights and metrics."""
     with tempfile.TemporaryDirectory(prefix="lightweight-base-") as scratch:
@@ -41,9 +40,18 @@ def prepare_base_model(
         else:
             log.info("training %s from scratch on %s for %d epochs", cfg.cfg, data_yaml, cfg.epochs)
             source = train(
-                data=data, cfg=cfg.cfg, weights="", run_dir=run_dir, epochs=cfg.epochs, imgsz=cfg.imgsz,
-                batch=cfg.batch, workers=cfg.workers, patience=cfg.patience, seed=cfg.seed, hyp=cfg.hyp,
-            )  # fmt: skip
+                data=data,
+                cfg=cfg.cfg,
+                weights="",
+                run_dir=run_dir,
+                epochs=cfg.epochs,
+                imgsz=cfg.imgsz,
+                batch=cfg.batch,
+                workers=cfg.workers,
+                patience=cfg.patience,
+                seed=cfg.seed,
+                hyp=cfg.hyp,
+            )
             info = describe_checkpoint(source)
         metrics: ValMetrics = validate(
             weights=source, data=data, imgsz=cfg.imgsz, batch=cfg.batch, workers=cfg.workers, run_dir=run_dir
@@ -63,15 +71,22 @@ def prepare_base_model(
     return BaseResult(out_weights, out_metrics)
 
 
-@task(name="base", cache_policy=StepCachePolicy(code=("tasks.base", "tasks.dataset", "tasks.yolo"),
-                                                  outputs=("out_weights", "out_metrics")))  # fmt: skip
-def base_task(
-    cfg: BaseConfig,
-    data_yaml: Path,
-    dataset: Path,
-    weights: Path | None,
-    out_weights: Path,
-    out_metrics: Path,
-) -> BaseResult:
-    """Train or import the base detector and measure it; `dataset` is the folder whose contents key the cache."""
-    return prepare_base_model(cfg, data_yaml, out_weights, out_metrics, weights)
+def _run(params: Params, root: Path) -> BaseResult:
+    layout = Layout(root)
+    return prepare_base_model(
+        params.base,
+        data_yaml=params.model.data_yaml(layout.demo_data),
+        out_weights=layout.base_weights,
+        out_metrics=layout.base_metrics,
+        weights=params.model.weights_path(),
+    )
+
+
+STAGE = Stage(
+    name="base",
+    run=_run,
+    deps=("data/demo",),
+    outs=("models/base.pt",),
+    metrics=("metrics/base.json",),
+    params=("base", "model"),
+)

@@ -1,16 +1,14 @@
-"""A Prefect cache policy keyed on what a step really depends on.
+"""Prefect cache policies keyed on what a stage really depends on, as DVC keys it.
 
-A step's key is made of the *contents* of its input files and folders (not their paths), the
-config section it reads, and the source of the modules that implement it. A cached step whose
-output has since been deleted runs again rather than pointing at nothing.
+A stage's key is made of the *contents* of the data it declares (not their paths), the parameters it
+declares, and the files of its code dependencies (derived from its imports, tasks/registry.py). A cached
+stage whose output has since been deleted runs again rather than pointing at nothing.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
-import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,13 +19,19 @@ from prefect.context import TaskRunContext
 from prefect.utilities.hashing import hash_objects
 from pydantic import BaseModel
 
-__all__ = ["StepCachePolicy", "fingerprint", "source_fingerprint"]
+__all__ = ["StageCachePolicy", "StepCachePolicy", "code_fingerprint", "fingerprint", "is_temporary", "sha256_file"]
 
 _CHUNK = 1 << 20
 _file_hashes: dict[tuple[str, int, int], str] = {}  # (path, mtime_ns, size) -> sha256, like DVC's state
 
 
-def _file_sha256(path: Path) -> str:
+def is_temporary(name: str) -> bool:
+    """The name of an atomic write's temporary sibling (tasks/atomic.py): never an input, never hashed."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 of a file's bytes, read in chunks; remembered per (path, mtime, size) as DVC's state does."""
     stat = path.stat()
     memo_key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     if memo_key not in _file_hashes:
@@ -41,12 +45,15 @@ def _file_sha256(path: Path) -> str:
 
 def _path_fingerprint(path: Path) -> str:
     if path.is_file():
-        return _file_sha256(path)
+        return sha256_file(path)
     if path.is_dir():
         digest = hashlib.sha256()
-        for child in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(child.relative_to(path).as_posix().encode())
-            digest.update(_file_sha256(child).encode())
+        for child in sorted(path.rglob("*")):
+            relative = child.relative_to(path)
+            if not child.is_file() or any(is_temporary(part) for part in relative.parts):
+                continue
+            digest.update(relative.as_posix().encode())
+            digest.update(sha256_file(child).encode())
         return digest.hexdigest()
     return "missing"
 
@@ -66,16 +73,11 @@ def fingerprint(value: Any) -> Any:
     return value
 
 
-def source_fingerprint(module_name: str) -> str:
-    """sha256 of a module's source, or of every .py file of a package."""
-    module = importlib.import_module(module_name)
-    digest = hashlib.sha256()
-    if hasattr(module, "__path__"):
-        for file in sorted(Path(next(iter(module.__path__))).rglob("*.py")):
-            digest.update(file.read_bytes())
-    else:
-        digest.update(inspect.getsource(module).encode())
-    return digest.hexdigest()
+def code_fingerprint(stage: str) -> dict[str, str]:
+    """sha256 of every file of the stage's code dependencies, by path."""
+    from tasks.registry import PROJECT, code_files
+
+    return {name: sha256_file(PROJECT / name) for name in code_files(stage)}
 
 
 def _output_paths(value: Any) -> list[Path]:
@@ -85,14 +87,56 @@ def _output_paths(value: Any) -> list[Path]:
     return [Path(value)]
 
 
+def _fresh_if_missing(key: str, task_ctx: TaskRunContext | None, outputs: list[Path]) -> str:
+    """`key`, or a new one when an output is gone but a result is stored: the step runs again."""
+    store = getattr(task_ctx, "result_store", None) if task_ctx else None
+    if any(not path.exists() for path in outputs) and store is not None and store.exists(key):
+        return f"{key}-rerun-{uuid4().hex}"
+    return key
+
+
+def _param_value(params: BaseModel, dotted: str) -> Any:
+    value: Any = params.model_dump(mode="json")
+    for part in dotted.split("."):
+        value = value[part]
+    return value
+
+
+@dataclass
+class StageCachePolicy(CachePolicy):
+    """The key of a registry stage run as `run(params, root)`: the declared params' values, the declared
+    deps' contents and the code files, exactly what `dvc status` compares."""
+
+    stage: str = ""
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        from tasks.registry import load_stage
+
+        declared = load_stage(self.stage)
+        params, root = inputs["params"], Path(inputs["root"])
+        parts = {
+            "stage": self.stage,
+            "params": {key: _param_value(params, key) for key in declared.param_keys},
+            "deps": {dep: fingerprint(declared.resolve(dep, params, root)) for dep in declared.deps},
+            "code": code_fingerprint(self.stage),
+        }
+        key = hash_objects(parts, raise_on_failure=True)
+        return _fresh_if_missing(key, task_ctx, [declared.resolve(out, params, root) for out in declared.outputs])
+
+
 @dataclass
 class StepCachePolicy(CachePolicy):
-    """Key = input contents + config + implementing source; `outputs` name where the step writes, `places`
-    inputs that only say where to look (a project root): both are keyed by path, not content."""
+    """The key of one item of a fanned-out stage (a video of `detect`): its inputs by content, `outputs` by
+    path, and the stage's code files."""
 
-    code: tuple[str, ...] = ()
-    outputs: tuple[str, ...] = ("out_dir",)
-    places: tuple[str, ...] = ()
+    stage: str = ""
+    outputs: tuple[str, ...] = ()
 
     def compute_key(
         self,
@@ -102,15 +146,10 @@ class StepCachePolicy(CachePolicy):
         **kwargs: Any,
     ) -> str | None:
         parts = {
-            name: str(value) if name in self.outputs or name in self.places else fingerprint(value)
+            name: str(value) if name in self.outputs else fingerprint(value)
             for name, value in sorted((inputs or {}).items())
         }
-        parts["__code__"] = {name: source_fingerprint(name) for name in self.code}
+        parts["__code__"] = code_fingerprint(self.stage)
         key = hash_objects(parts, raise_on_failure=True)
-        missing_output = any(
-            not path.exists() for name in self.outputs if name in inputs for path in _output_paths(inputs[name])
-        )
-        store = getattr(task_ctx, "result_store", None) if task_ctx else None
-        if missing_output and store is not None and store.exists(key):
-            return f"{key}-rerun-{uuid4().hex}"
-        return key
+        outputs = [path for name in self.outputs if name in inputs for path in _output_paths(inputs[name])]
+        return _fresh_if_missing(key, task_ctx, outputs)

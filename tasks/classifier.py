@@ -13,12 +13,12 @@ from typing import Any
 import cv2
 import torch
 import yaml
-from prefect import task
 from torch.nn import functional
 
 from tasks.atomic import atomic_file, write_json
-from tasks.caching import StepCachePolicy
-from tasks.classifier_model import (
+from tasks.config import ClassifierConfig, Params
+from tasks.layout import Layout
+from tasks.mobilenet import (
     Classifier,
     ClassifierError,
     build_network,
@@ -31,7 +31,7 @@ from tasks.classifier_model import (
     predict_batches,
     preprocess,
 )
-from tasks.config import ClassifyConfig
+from tasks.stage import Stage
 from tasks.timing import torch_threads
 
 __all__ = [
@@ -39,7 +39,6 @@ __all__ = [
     "ClassifierResult",
     "CropSet",
     "classifier_macs",
-    "classifier_task",
     "classify_images",
     "evaluate",
     "ground_truth_crops",
@@ -95,9 +94,14 @@ def _attribute_rows(dataset: Path, split: str) -> list[dict[str, str]]:
 
 
 def ground_truth_crops(
-    dataset: Path, split: str, names: tuple[str, ...], cfg: ClassifyConfig, input_size: tuple[int, int],
-    pad: float, filtered: bool = True,
-) -> CropSet:  # fmt: skip
+    dataset: Path,
+    split: str,
+    names: tuple[str, ...],
+    cfg: ClassifierConfig,
+    input_size: tuple[int, int],
+    pad: float,
+    filtered: bool = True,
+) -> CropSet:
     """Crop every labelled box of a split (padded, clipped), keeping boxes the filters let through."""
     rows, kept, labels, skipped = _attribute_rows(dataset, split), [], [], 0
     images: dict[str, Any] = {}
@@ -152,13 +156,13 @@ def _recalibrate_batchnorm(network: torch.nn.Module, crops: CropSet, batch: int)
     network.eval()
 
 
-def train_classifier(cfg: ClassifyConfig, crops: CropSet, names: tuple[str, ...]) -> Classifier:
+def train_classifier(cfg: ClassifierConfig, crops: CropSet, names: tuple[str, ...]) -> Classifier:
     """Train MobileNetV3 from scratch on the crops: AdamW, one-cycle schedule, seeded."""
     with torch_threads(cfg.threads):
         return _train(cfg, crops, names)
 
 
-def _train(cfg: ClassifyConfig, crops: CropSet, names: tuple[str, ...]) -> Classifier:
+def _train(cfg: ClassifierConfig, crops: CropSet, names: tuple[str, ...]) -> Classifier:
     count = len(crops.labels)
     if count < 2:
         raise ClassifierError(f"{count} training crops pass the filters (min_size, min_visible); need at least 2")
@@ -207,7 +211,7 @@ def _save(classifier: Classifier, accuracy: float | None, out_weights: Path) -> 
 
 
 def prepare_classifier(
-    cfg: ClassifyConfig, dataset: Path, out_weights: Path, out_metrics: Path, weights: Path | None = None
+    cfg: ClassifierConfig, *, dataset: Path, out_weights: Path, out_metrics: Path, weights: Path | None = None
 ) -> ClassifierResult:
     """Train the classifier on the demo crops (or check the user's `weights`), measure it, write both outputs."""
     with torch_threads(cfg.threads):
@@ -215,7 +219,7 @@ def prepare_classifier(
 
 
 def _prepare(
-    cfg: ClassifyConfig, dataset: Path, out_weights: Path, out_metrics: Path, weights: Path | None
+    cfg: ClassifierConfig, dataset: Path, out_weights: Path, out_metrics: Path, weights: Path | None
 ) -> ClassifierResult:
     user = load_classifier(weights) if weights is not None else None  # a bad checkpoint stops us before any work
     demo_names = demo_class_names(dataset)
@@ -236,8 +240,11 @@ def _prepare(
         if user is None and len(held_out.labels) == 0:
             raise ClassifierError(f"{dataset}: no val crops pass the filters (min_size, min_visible)")
         scores = evaluate(classifier, held_out, cfg.batch)
-        counts |= {"val_crops": len(held_out.labels), "val_skipped": held_out.skipped,
-                   "accuracy_all_val": evaluate(classifier, every, cfg.batch)["accuracy"]}  # fmt: skip
+        counts |= {
+            "val_crops": len(held_out.labels),
+            "val_skipped": held_out.skipped,
+            "accuracy_all_val": evaluate(classifier, every, cfg.batch)["accuracy"],
+        }
     else:
         log.warning("%s: classes %s are not the demo's %s; not evaluated", weights, classifier.names, demo_names)
         scores = {"accuracy": None, "per_class": {}}
@@ -262,10 +269,21 @@ def _prepare(
     return ClassifierResult(out_weights, out_metrics)
 
 
-@task(name="classifier", cache_policy=StepCachePolicy(code=("tasks.classifier", "tasks.classifier_model"),
-                                                        outputs=("out_weights", "out_metrics")))  # fmt: skip
-def classifier_task(
-    cfg: ClassifyConfig, dataset: Path, weights: Path | None, out_weights: Path, out_metrics: Path
-) -> ClassifierResult:
-    """Train or import the attribute classifier; `weights` (the user's file) keys the cache by its contents."""
-    return prepare_classifier(cfg, dataset, out_weights, out_metrics, weights)
+def _run(params: Params, root: Path) -> ClassifierResult:
+    layout = Layout(root)
+    return prepare_classifier(
+        params.classifier,
+        dataset=layout.demo_data,
+        out_weights=layout.classifier_weights,
+        out_metrics=layout.classifier_metrics,
+        weights=params.classifier.weights_path(),
+    )
+
+
+STAGE = Stage(
+    name="classifier",
+    run=_run,
+    deps=("data/demo",),
+    outs=("models/classifier.pt",),
+    metrics=("metrics/classifier.json",),
+)

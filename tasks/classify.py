@@ -7,15 +7,15 @@ import logging
 from pathlib import Path
 
 import cv2
-from prefect import task
 
 from tasks.atomic import atomic_file
-from tasks.caching import StepCachePolicy
-from tasks.classifier_model import ClassifierError, classify_images, load_classifier
-from tasks.config import ClassifyConfig
+from tasks.config import ClassifyConfig, Params
+from tasks.layout import Layout
+from tasks.mobilenet import ClassifierError, classify_images, load_classifier
+from tasks.stage import Stage
 from tasks.timing import torch_threads
 
-__all__ = ["PREDICTION_COLUMNS", "classify_crops", "classify_task"]
+__all__ = ["PREDICTION_COLUMNS", "classify_crops"]
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def _crop_names(index: Path) -> list[str]:
     return names
 
 
-def classify_crops(cfg: ClassifyConfig, weights: Path, crops_dir: Path, index: Path, out: Path) -> Path:
+def classify_crops(cfg: ClassifyConfig, *, weights: Path, crops_dir: Path, index: Path, out: Path) -> Path:
     """Classify every crop the index lists, in batches; write crop, class, probability atomically."""
     classifier = load_classifier(weights)
     names = _crop_names(index)
@@ -59,8 +59,20 @@ def classify_crops(cfg: ClassifyConfig, weights: Path, crops_dir: Path, index: P
     return out
 
 
-@task(name="classify", cache_policy=StepCachePolicy(code=("tasks.classify", "tasks.classifier_model"),
-                                                      outputs=("out",)))  # fmt: skip
-def classify_task(cfg: ClassifyConfig, weights: Path, crops_dir: Path, index: Path, out: Path) -> Path:
-    """Classify the crops; `crops_dir` (its contents) and `weights` key the cache."""
-    return classify_crops(cfg, weights, crops_dir, index, out)
+def _run(params: Params, root: Path) -> Path:
+    layout = Layout(root)
+    return classify_crops(
+        params.classify,
+        weights=layout.classifier_weights,
+        crops_dir=layout.crops_dir,
+        index=layout.crops_index,
+        out=layout.predictions,
+    )
+
+
+STAGE = Stage(
+    name="classify",
+    run=_run,
+    deps=("data/crops", "models/classifier.pt"),
+    outs=("data/predictions.csv",),
+)

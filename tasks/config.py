@@ -11,29 +11,34 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tasks.errors import LightweightError
+
 __all__ = [
     "BaseConfig",
+    "ClassifierConfig",
     "ClassifyConfig",
     "ConfigError",
     "CropConfig",
     "DemoConfig",
     "DetectConfig",
     "FinetuneConfig",
+    "FlowReportConfig",
     "ModelConfig",
     "NightlyConfig",
     "Params",
     "PruneConfig",
-    "ReportConfig",
     "RunnerConfig",
     "SelectConfig",
     "StorageConfig",
+    "TrainingConfig",
     "ValConfig",
     "knob_overrides",
     "load_params",
+    "validated",
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(LightweightError, ValueError):
     """A parameter file that cannot be used, with every offending key named."""
 
 
@@ -82,10 +87,9 @@ class ModelConfig(_Section):
         return self
 
 
-class BaseConfig(_Section):
-    """Training the base detector with YOLOv5's own train.py."""
+class TrainingConfig(_Section):
+    """YOLOv5's own train.py settings, shared by stages `base` and `finetune`."""
 
-    cfg: str = "yolov5n.yaml"  # model yaml: a stock name (yolov5n/s/m/l/x.yaml) or a path
     epochs: int = Field(60, ge=1)
     imgsz: int = Field(192, ge=32, le=1280, multiple_of=32)
     batch: int = Field(16, ge=1)
@@ -93,6 +97,12 @@ class BaseConfig(_Section):
     patience: int = Field(100, ge=0)  # early stopping; 0 disables it
     seed: int = 0
     hyp: dict[str, float] = Field(default_factory=dict)  # overrides of YOLOv5's hyp.scratch-low.yaml
+
+
+class BaseConfig(TrainingConfig):
+    """Training the base detector from scratch."""
+
+    cfg: str = "yolov5n.yaml"  # model yaml: a stock name (yolov5n/s/m/l/x.yaml) or a path
 
 
 class PruneConfig(_Section):
@@ -112,16 +122,10 @@ class PruneConfig(_Section):
         return self
 
 
-class FinetuneConfig(_Section):
-    """Fine-tuning the pruned detector with YOLOv5's own train.py and the rewritten yaml."""
+class FinetuneConfig(TrainingConfig):
+    """Fine-tuning the pruned detector with the rewritten yaml."""
 
     epochs: int = Field(30, ge=1)
-    imgsz: int = Field(192, ge=32, le=1280, multiple_of=32)
-    batch: int = Field(16, ge=1)
-    workers: int = Field(2, ge=0, le=16)
-    patience: int = Field(100, ge=0)
-    seed: int = 0
-    hyp: dict[str, float] = Field(default_factory=dict)  # e.g. {lr0: 0.005}: overrides of hyp.scratch-low.yaml
     epochs_per_step: int = Field(0, ge=0)  # with prune.iterative_steps > 1: fine-tune between steps (0: off)
 
 
@@ -181,7 +185,7 @@ class CropConfig(_Section):
     jpeg_quality: int = Field(95, ge=10, le=100)
 
 
-class ReportConfig(_Section):
+class FlowReportConfig(_Section):
     """People-flow report: counts over time, class tallies and the comparison with ground truth."""
 
     match_iou: float = Field(0.5, gt=0, lt=1)  # a detection matches a ground-truth person at this IoU
@@ -266,8 +270,8 @@ class NightlyConfig(_Section):
 _Pixels = Annotated[int, Field(ge=16, le=512)]
 
 
-class ClassifyConfig(_Section):
-    """The person-attribute classifier (stages `classifier` and `classify`): MobileNetV3 from torchvision."""
+class ClassifierConfig(_Section):
+    """Stage `classifier`: the person-attribute classifier, MobileNetV3 from torchvision, trained or brought."""
 
     arch: Literal["mobilenet_v3_small", "mobilenet_v3_large"] = "mobilenet_v3_small"
     weights: str = ""  # your own classifier checkpoint (format in README); empty trains one on the demo crops
@@ -286,16 +290,23 @@ class ClassifyConfig(_Section):
         return Path(self.weights) if self.weights else None
 
     @model_validator(mode="after")
-    def _user_weights_exist(self) -> ClassifyConfig:
+    def _user_weights_exist(self) -> ClassifierConfig:
         if self.weights and not Path(self.weights).is_file():
             raise ValueError(f"weights: file not found: {self.weights}")
         return self
 
 
+class ClassifyConfig(_Section):
+    """Stage `classify`: the classifier on every crop."""
+
+    batch: int = Field(64, ge=1)  # crops per forward pass
+    threads: int = Field(1, ge=0, le=64)  # torch CPU threads; 0 = one per core (slower on a shared machine)
+
+
 class Params(_Section):
     """All of `params.yaml`."""
 
-    demo: DemoConfig = DemoConfig()
+    demo_data: DemoConfig = DemoConfig()
     model: ModelConfig = ModelConfig()
     base: BaseConfig = BaseConfig()
     prune: PruneConfig = PruneConfig()
@@ -304,10 +315,11 @@ class Params(_Section):
     select: SelectConfig = SelectConfig()
     detect: DetectConfig = DetectConfig()
     crop: CropConfig = CropConfig()
-    report: ReportConfig = ReportConfig()
+    flow_report: FlowReportConfig = FlowReportConfig()
     runner: RunnerConfig = RunnerConfig()
     storage: StorageConfig = StorageConfig()
     nightly: NightlyConfig = NightlyConfig()
+    classifier: ClassifierConfig = ClassifierConfig()
     classify: ClassifyConfig = ClassifyConfig()
 
     @model_validator(mode="after")
@@ -318,8 +330,10 @@ class Params(_Section):
                 "set prune.iterative_steps > 1, or epochs_per_step to 0"
             )
         if self.finetune.epochs_per_step and self.prune.global_ranking:
-            raise ValueError("prune.global_ranking cannot be combined with finetune.epochs_per_step > 0 "
-                             "(each step prunes every layer to its own width)")  # fmt: skip
+            raise ValueError(
+                "prune.global_ranking cannot be combined with finetune.epochs_per_step > 0 "
+                "(each step prunes every layer to its own width)"
+            )
         return self
 
     def step_training(self) -> FinetuneConfig | None:
@@ -358,12 +372,21 @@ def knob_overrides(**knobs: Any) -> dict[str, Any]:
     """Flat deployment parameters (`prune_ratio=0.4`) as dotted overrides (`prune.ratio`); None means unset."""
     overrides = {}
     for name, value in knobs.items():
-        section, _, key = name.partition("_")  # section names have no underscore, keys may
-        if section not in Params.model_fields or not key:
+        sections = [s for s in Params.model_fields if name.startswith(f"{s}_") and len(name) > len(s) + 1]
+        if not sections:
             raise ConfigError(f"parameter {name!r}: expected SECTION_KEY, e.g. prune_ratio")
+        section = max(sections, key=len)  # demo_data_seed is demo_data.seed
         if value is not None:
-            overrides[f"{section}.{key}"] = value
+            overrides[f"{section}.{name[len(section) + 1 :]}"] = value
     return overrides
+
+
+def validated(section: type[_Section], source: str, **values: Any) -> Any:
+    """`section(**values)`, or a ConfigError naming every bad value (for command-line options)."""
+    try:
+        return section(**values)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, source)) from None
 
 
 def load_params(path: Path | str = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:

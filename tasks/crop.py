@@ -9,24 +9,23 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from prefect import task
 
 from tasks.atomic import atomic_dir, atomic_file
 from tasks.boxes import padded_box
-from tasks.caching import StepCachePolicy
-from tasks.config import CropConfig
-from tasks.detect import read_summary
+from tasks.config import CropConfig, Params
+from tasks.crop_index import CROP_INDEX_COLUMNS, INDEX_NAME
+from tasks.detections import read_summary
+from tasks.errors import LightweightError
 from tasks.frames import ReadStats, VideoError, frames_at, open_video
+from tasks.layout import Layout
+from tasks.stage import Stage
 
-__all__ = ["CROP_INDEX_COLUMNS", "CropError", "crop_box", "crop_detections", "crop_task", "read_crop_index"]
+__all__ = ["CropError", "crop_box", "crop_detections"]
 
 log = logging.getLogger(__name__)
 
-CROP_INDEX_COLUMNS = ("crop", "video", "frame", "detection", "x1", "y1", "x2", "y2", "conf")
-INDEX_NAME = "index.csv"
 
-
-class CropError(ValueError):
+class CropError(LightweightError, ValueError):
     """Detections that cannot be cropped: their video changed or is gone."""
 
 
@@ -88,7 +87,7 @@ def _save_crop(cfg: CropConfig, frame: np.ndarray, detection: _Detection, out_di
     return [(crop, name, detection.frame, detection.row, left, top, right, bottom, detection.conf)]
 
 
-def crop_detections(cfg: CropConfig, root: Path, detections_dir: Path, out_dir: Path) -> Path:
+def crop_detections(cfg: CropConfig, *, root: Path, detections_dir: Path, out_dir: Path) -> Path:
     """Crops of every detection of every processed video into `out_dir` (replaced as a whole); returns the index."""
     reports = [r for r in read_summary(detections_dir) if r.status == "ok"]
     for report in reports:
@@ -115,16 +114,9 @@ def crop_detections(cfg: CropConfig, root: Path, detections_dir: Path, out_dir: 
     return out_dir / INDEX_NAME
 
 
-def read_crop_index(path: Path) -> list[dict[str, str]]:
-    """The rows of a crops index.csv."""
-    if not path.is_file():
-        raise CropError(f"{path}: crops index not found; run the crop stage first")
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
+def _run(params: Params, root: Path) -> Path:
+    layout = Layout(root)
+    return crop_detections(params.crop, root=root, detections_dir=layout.detections, out_dir=layout.crops_dir)
 
 
-@task(name="crop", cache_policy=StepCachePolicy(code=("tasks.crop", "tasks.frames"), outputs=("out_dir",),
-                                                places=("root",)))  # fmt: skip
-def crop_task(cfg: CropConfig, root: Path, detections_dir: Path, videos: list[Path], out_dir: Path) -> Path:
-    """Crop every detection; `detections_dir` and `videos` key the cache by content."""
-    return crop_detections(cfg, root, detections_dir, out_dir)
+STAGE = Stage(name="crop", run=_run, deps=("data/detections", "data/demo/videos"), outs=("data/crops",))

@@ -13,12 +13,14 @@ from typing import Any
 
 import yaml
 
+from tasks.errors import LightweightError
+
 __all__ = ["IMAGE_SUFFIXES", "DatasetError", "read_dataset_yaml", "resolved_dataset_yaml"]
 
 IMAGE_SUFFIXES = frozenset({".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm"})
 
 
-class DatasetError(ValueError):
+class DatasetError(LightweightError, ValueError):
     """A dataset yaml YOLOv5 could not train or validate on."""
 
 

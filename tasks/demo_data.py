@@ -10,12 +10,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import yaml
-from prefect import task
 from tqdm import tqdm
 
 from tasks.atomic import atomic_dir, write_json
-from tasks.caching import StepCachePolicy
-from tasks.config import DemoConfig
+from tasks.config import DemoConfig, Params
+from tasks.layout import Layout
+from tasks.stage import Stage
 from tasks.synthetic import (
     COLOUR_NAMES,
     Pedestrian,
@@ -26,7 +26,7 @@ from tasks.synthetic import (
     render,
 )
 
-__all__ = ["DemoSummary", "demo_data_task", "generate_demo_data"]
+__all__ = ["DemoSummary", "generate_demo_data"]
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +141,19 @@ def _write_video(cfg: DemoConfig, index: int, root: Path) -> str:
                 writer.write(image)
                 for p in placed:
                     x1, y1, x2, y2 = p.box
-                    rows.writerow([frame, ids[p.pedestrian], x1, y1, x2 - x1, y2 - y1, p.colour,
-                                   COLOUR_NAMES[p.colour], p.visible])  # fmt: skip
+                    rows.writerow(
+                        [
+                            frame,
+                            ids[p.pedestrian],
+                            x1,
+                            y1,
+                            x2 - x1,
+                            y2 - y1,
+                            p.colour,
+                            COLOUR_NAMES[p.colour],
+                            p.visible,
+                        ]
+                    )
     finally:
         writer.release()
     return f"{name}.mp4"
@@ -175,7 +186,8 @@ def generate_demo_data(cfg: DemoConfig, out_dir: Path) -> DemoSummary:
     return DemoSummary(out_dir, counts, boxes, videos, cfg.video_frames)
 
 
-@task(name="demo_data", cache_policy=StepCachePolicy(code=("tasks.demo_data", "tasks.synthetic")))
-def demo_data_task(cfg: DemoConfig, out_dir: Path) -> Path:
-    """Render the embedded demo data."""
-    return generate_demo_data(cfg, out_dir).root
+def _run(params: Params, root: Path) -> DemoSummary:
+    return generate_demo_data(params.demo_data, Layout(root).demo_data)
+
+
+STAGE = Stage(name="demo_data", run=_run, outs=("data/demo",))

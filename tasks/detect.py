@@ -4,64 +4,39 @@ from __future__ import annotations
 
 import csv
 import glob
-import json
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from prefect import task
 from tqdm import tqdm
 
-from tasks.atomic import atomic_dir, atomic_file, write_json
-from tasks.caching import StepCachePolicy
-from tasks.config import DetectConfig
+from tasks.atomic import atomic_dir, atomic_file
+from tasks.config import DetectConfig, Params
+from tasks.detections import DETECTION_COLUMNS, VideoReport, write_summary
+from tasks.errors import LightweightError
 from tasks.frames import ReadStats, VideoError, open_video, prefetched, sampled_frames
+from tasks.layout import Layout
+from tasks.stage import Stage
 from tasks.yolo.inference import Detector
 
 __all__ = [
-    "DETECTION_COLUMNS",
     "DetectError",
-    "VideoReport",
     "detect_video",
-    "detect_video_task",
     "detect_videos",
     "find_videos",
     "load_detector",
-    "read_summary",
-    "write_summary",
 ]
 
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = frozenset({".asf", ".avi", ".gif", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".ts", ".wmv"})
-DETECTION_COLUMNS = ("frame", "time_s", "x1", "y1", "x2", "y2", "conf", "class")
-SUMMARY_NAME = "summary.json"
 _PREFETCH_BATCHES = 2  # decoded batches waiting for the detector: bounded, so memory does not grow with length
 
 
-class DetectError(ValueError):
+class DetectError(LightweightError, ValueError):
     """Detection settings that cannot work, found before any video is read."""
-
-
-@dataclass(frozen=True)
-class VideoReport:
-    """What happened to one video; a failed video names its error and still gets a (header-only) CSV."""
-
-    video: str  # the path as found
-    name: str  # the CSV is <name>.csv
-    status: str  # "ok" | "failed"
-    error: str = ""
-    frames: int = 0  # frame count the container reports
-    fps: float = 0.0
-    width: int = 0
-    height: int = 0
-    frames_read: int = 0  # frame positions consumed
-    sampled: int = 0  # frames that went through the detector
-    decode_failures: int = 0  # frames skipped because they did not decode
-    detections: int = 0
 
 
 def find_videos(entries: list[str], root: Path) -> tuple[list[Path], list[VideoReport]]:
@@ -128,8 +103,11 @@ def detect_video(detector: Detector, cfg: DetectConfig, video: Path, out_csv: Pa
     total = (info.frames if cfg.end is None else min(cfg.end, info.frames)) or None  # None: length unknown
     frames = sampled_frames(capture, info, stats, cfg.interval, cfg.start, cfg.end)
     try:  # rows go straight to the temporary CSV: nothing grows with the video's length
-        with atomic_file(out_csv) as tmp, tmp.open("w", newline="") as handle, \
-                tqdm(total=total, desc=video.name, unit="frame", leave=False) as progress:  # fmt: skip
+        with (
+            atomic_file(out_csv) as tmp,
+            tmp.open("w", newline="") as handle,
+            tqdm(total=total, desc=video.name, unit="frame", leave=False) as progress,
+        ):
             writer = csv.writer(handle)
             writer.writerow(DETECTION_COLUMNS)
             for indices, images, shape in prefetched(_batches(detector, frames, cfg.batch), _PREFETCH_BATCHES):
@@ -144,15 +122,24 @@ def detect_video(detector: Detector, cfg: DetectConfig, video: Path, out_csv: Pa
     finally:
         capture.release()
     report = VideoReport(
-        video=str(video), name=video.stem, status="ok", frames=info.frames, fps=info.fps, width=info.width,
-        height=info.height, frames_read=stats.frames_read, sampled=sampled, decode_failures=stats.decode_failures,
+        video=str(video),
+        name=video.stem,
+        status="ok",
+        frames=info.frames,
+        fps=info.fps,
+        width=info.width,
+        height=info.height,
+        frames_read=stats.frames_read,
+        sampled=sampled,
+        decode_failures=stats.decode_failures,
         detections=detections,
-    )  # fmt: skip
+    )
     if stats.decode_failures:
         log.warning("%s: %d frames did not decode and were skipped", video, stats.decode_failures)
     # Wall time goes to the log, not the outputs: the same inputs give byte-identical outputs (DVC skips what follows).
-    log.info("%s: %d sampled frames, %d detections, %.1f s", video.name, sampled, detections,
-             time.perf_counter() - started)  # fmt: skip
+    log.info(
+        "%s: %d sampled frames, %d detections, %.1f s", video.name, sampled, detections, time.perf_counter() - started
+    )
     return report
 
 
@@ -163,20 +150,7 @@ def _write_rows(out_csv: Path, rows: list[tuple]) -> None:
         writer.writerows(rows)
 
 
-def write_summary(out_dir: Path, reports: list[VideoReport]) -> Path:
-    """summary.json beside the CSVs: one report per video, failures included."""
-    return write_json(out_dir / SUMMARY_NAME, {"videos": [asdict(r) for r in reports]})
-
-
-def read_summary(out_dir: Path) -> list[VideoReport]:
-    """The reports of the last detect run."""
-    path = out_dir / SUMMARY_NAME
-    if not path.is_file():
-        raise DetectError(f"{path}: not found; run the detect stage first")
-    return [VideoReport(**item) for item in json.loads(path.read_text())["videos"]]
-
-
-def detect_videos(cfg: DetectConfig, root: Path, out_dir: Path) -> list[VideoReport]:
+def detect_videos(cfg: DetectConfig, *, root: Path, out_dir: Path) -> list[VideoReport]:
     """Sampled detection over every configured video into `out_dir` (replaced as a whole)."""
     weights = cfg.weights_path(root)
     videos, reports = find_videos(cfg.videos, root)
@@ -193,8 +167,13 @@ def detect_videos(cfg: DetectConfig, root: Path, out_dir: Path) -> list[VideoRep
     return reports
 
 
-@task(name="detect", cache_policy=StepCachePolicy(code=("tasks.detect", "tasks.frames", "tasks.yolo"),
-                                                         outputs=("out_csv",)))  # fmt: skip
-def detect_video_task(cfg: DetectConfig, weights: Path, video: Path, out_csv: Path) -> VideoReport:
-    """Sampled detection on one video (the unit the flow fans out)."""
-    return detect_video(load_detector(cfg, weights), cfg, video, out_csv)
+def _run(params: Params, root: Path) -> list[VideoReport]:
+    return detect_videos(params.detect, root=root, out_dir=Layout(root).detections)
+
+
+STAGE = Stage(
+    name="detect",
+    run=_run,
+    deps=("${detect.weights}", "data/demo/videos"),
+    outs=("data/detections",),
+)

@@ -8,21 +8,22 @@ import tempfile
 from pathlib import Path
 
 import yaml
-from prefect import task
 
 from tasks.atomic import atomic_file
-from tasks.caching import StepCachePolicy
-from tasks.config import FinetuneConfig
+from tasks.config import FinetuneConfig, Params
 from tasks.dataset import resolved_dataset_yaml
+from tasks.errors import LightweightError
+from tasks.layout import Layout
+from tasks.stage import Stage
 from tasks.yolo import detection_model, load_checkpoint, train
 from tasks.yolo.architecture import build_model, same_architecture
 
-__all__ = ["FinetuneError", "finetune", "finetune_task"]
+__all__ = ["FinetuneError", "finetune"]
 
 log = logging.getLogger(__name__)
 
 
-class FinetuneError(ValueError):
+class FinetuneError(LightweightError, ValueError):
     """Inputs that would not fine-tune the pruned architecture."""
 
 
@@ -30,7 +31,7 @@ def _parameters(weights: Path) -> int:
     return sum(p.numel() for p in detection_model(load_checkpoint(weights), weights).parameters())
 
 
-def finetune(cfg: FinetuneConfig, weights: Path, model_yaml: Path, data_yaml: Path, out_weights: Path) -> Path:
+def finetune(cfg: FinetuneConfig, *, weights: Path, model_yaml: Path, data_yaml: Path, out_weights: Path) -> Path:
     """Train the pruned checkpoint with its rewritten yaml; fail if training would change the architecture."""
     pruned = detection_model(load_checkpoint(weights), weights)
     if not model_yaml.is_file():
@@ -45,10 +46,18 @@ def finetune(cfg: FinetuneConfig, weights: Path, model_yaml: Path, data_yaml: Pa
         data = resolved_dataset_yaml(data_yaml, run_dir)  # checks the val split before training starts
         log.info("fine-tuning %s with %s for %d epochs", weights, model_yaml, cfg.epochs)
         best = train(
-            data=data, cfg=str(model_yaml), weights=str(weights), run_dir=run_dir, epochs=cfg.epochs,
-            imgsz=cfg.imgsz, batch=cfg.batch, workers=cfg.workers, patience=cfg.patience, seed=cfg.seed,
+            data=data,
+            cfg=str(model_yaml),
+            weights=str(weights),
+            run_dir=run_dir,
+            epochs=cfg.epochs,
+            imgsz=cfg.imgsz,
+            batch=cfg.batch,
+            workers=cfg.workers,
+            patience=cfg.patience,
+            seed=cfg.seed,
             hyp=cfg.hyp,
-        )  # fmt: skip
+        )
         expected, got = sum(p.numel() for p in pruned.parameters()), _parameters(best)
         if got != expected:
             raise RuntimeError(f"training changed the architecture: {expected} parameters became {got}")
@@ -58,12 +67,22 @@ def finetune(cfg: FinetuneConfig, weights: Path, model_yaml: Path, data_yaml: Pa
     return out_weights
 
 
-@task(
+def _run(params: Params, root: Path) -> Path:
+    layout = Layout(root)
+    pruned = layout.prune_outputs
+    return finetune(
+        params.finetune,
+        weights=pruned.weights,
+        model_yaml=pruned.yaml,
+        data_yaml=params.model.data_yaml(layout.demo_data),
+        out_weights=layout.finetuned_weights,
+    )
+
+
+STAGE = Stage(
     name="finetune",
-    cache_policy=StepCachePolicy(code=("tasks.finetune", "tasks.dataset", "tasks.yolo"), outputs=("out_weights",)),
+    run=_run,
+    deps=("models/pruned.pt", "models/pruned.yaml", "data/demo"),
+    outs=("models/finetuned.pt",),
+    params=("finetune", "model"),
 )
-def finetune_task(
-    cfg: FinetuneConfig, weights: Path, model_yaml: Path, data_yaml: Path, dataset: Path, out_weights: Path
-) -> Path:
-    """Fine-tune the pruned detector; `dataset` is the folder whose contents key the cache."""
-    return finetune(cfg, weights, model_yaml, data_yaml, out_weights)

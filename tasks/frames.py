@@ -12,6 +12,8 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
+from tasks.errors import LightweightError
+
 __all__ = [
     "ReadStats",
     "VideoError",
@@ -29,7 +31,7 @@ T = TypeVar("T")
 MAX_CONSECUTIVE_FAILURES = 250
 
 
-class VideoError(ValueError):
+class VideoError(LightweightError, ValueError):
     """A video that cannot be opened or read at all."""
 
 

@@ -18,8 +18,13 @@ class PruneOutputs:
 
     @classmethod
     def in_folder(cls, folder: Path) -> PruneOutputs:
-        return cls(folder / "pruned.pt", folder / "pruned.yaml", folder / "prune.json",
-                   folder / "prune_widths.csv", folder / "prune_widths.png")  # fmt: skip
+        return cls(
+            folder / "pruned.pt",
+            folder / "pruned.yaml",
+            folder / "prune.json",
+            folder / "prune_widths.csv",
+            folder / "prune_widths.png",
+        )
 
 
 @dataclass(frozen=True)
@@ -123,8 +128,14 @@ class Layout:
     @property
     def published(self) -> tuple[str, ...]:
         """What `lightweight publish` uploads, as globs relative to `root`; the first must exist."""
-        return ("models/finetuned.pt", "reports/*", "reports/people_counts/*.csv", "metrics/*.json",
-                "data/crops/index.csv", "data/predictions.csv")  # fmt: skip
+        return (
+            "models/finetuned.pt",
+            "reports/*",
+            "reports/people_counts/*.csv",
+            "metrics/*.json",
+            "data/crops/index.csv",
+            "data/predictions.csv",
+        )
 
     @property
     def nightly_detections(self) -> Path:

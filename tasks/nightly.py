@@ -17,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.atomic import write_json
 from tasks.config import NightlyConfig, ValConfig
 from tasks.dataset import resolved_dataset_yaml
+from tasks.errors import LightweightError
 from tasks.yolo import validate
 
 __all__ = [
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 _EPSILON = 1e-9  # a drop exactly at the limit is allowed, whatever the float rounding
 
 
-class NightlyError(ValueError):
+class NightlyError(LightweightError, ValueError):
     """A nightly evaluation that cannot run: no model yet, or an unreadable history."""
 
 
@@ -78,10 +79,14 @@ class Alert:
     @property
     def message(self) -> str:
         if self.metric == "map50":
-            return (f"mAP50 fell from {self.previous:.4f} to {self.current:.4f} (drop {self.change:.4f} > "
-                    f"nightly.max_map50_drop {self.limit})")  # fmt: skip
-        return (f"{self.metric} moved from {self.previous:.2f} to {self.current:.2f} (shift {self.change:.0%} > "
-                f"nightly.max_count_shift {self.limit:.0%})")  # fmt: skip
+            return (
+                f"mAP50 fell from {self.previous:.4f} to {self.current:.4f} (drop {self.change:.4f} > "
+                f"nightly.max_map50_drop {self.limit})"
+            )
+        return (
+            f"{self.metric} moved from {self.previous:.2f} to {self.current:.2f} (shift {self.change:.0%} > "
+            f"nightly.max_count_shift {self.limit:.0%})"
+        )
 
 
 @dataclass(frozen=True)
@@ -158,8 +163,14 @@ def revalidate(cfg: ValConfig, weights: Path, data_yaml: Path) -> Evaluation:
         raise NightlyError(f"{weights}: no fine-tuned model to evaluate; run the pipeline deployment first")
     with tempfile.TemporaryDirectory(prefix="lightweight-nightly-") as scratch:
         data = resolved_dataset_yaml(data_yaml, Path(scratch))
-        metrics = validate(weights=weights, data=data, imgsz=cfg.imgsz, batch=cfg.batch, workers=cfg.workers,
-                           run_dir=Path(scratch) / "val")  # fmt: skip
+        metrics = validate(
+            weights=weights,
+            data=data,
+            imgsz=cfg.imgsz,
+            batch=cfg.batch,
+            workers=cfg.workers,
+            run_dir=Path(scratch) / "val",
+        )
     evaluation = Evaluation(
         map50=round(metrics.map50, 5),
         map50_95=round(metrics.map50_95, 5),

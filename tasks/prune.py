@@ -17,16 +17,16 @@ from typing import Any
 import torch
 import yaml
 from matplotlib.figure import Figure
-from prefect import task
 from torch import nn
 
 from tasks.atomic import atomic_file, write_json, write_png
-from tasks.caching import StepCachePolicy
-from tasks.config import FinetuneConfig, PruneConfig
+from tasks.config import FinetuneConfig, Params, PruneConfig
 from tasks.dataset import resolved_dataset_yaml
+from tasks.errors import LightweightError
 from tasks.finetune import finetune
-from tasks.layout import PruneOutputs
+from tasks.layout import Layout, PruneOutputs
 from tasks.pruning import WidthRules, kept_channels, prunable_convs, prune_structured, prune_to_widths
+from tasks.stage import Stage
 from tasks.yolo import count_gflops, detection_model, layer_widths, load_checkpoint
 from tasks.yolo.architecture import (
     build_model,
@@ -38,13 +38,13 @@ from tasks.yolo.architecture import (
     width_rules,
 )
 
-__all__ = ["PruneError", "prune_checkpoint", "prune_task"]
+__all__ = ["PruneError", "prune_checkpoint"]
 
 log = logging.getLogger(__name__)
 TRACE_IMGSZ = 256  # input size for tracing the dependency graph; widths do not depend on it
 
 
-class PruneError(ValueError):
+class PruneError(LightweightError, ValueError):
     """Pruning settings this checkpoint cannot honour."""
 
 
@@ -113,8 +113,13 @@ def _prune_and_retrain(
         for step in range(1, cfg.iterative_steps + 1):
             ratio = cfg.ratio * step / cfg.iterative_steps
             targets = {n: kept_channels(w, ratio, cfg.round_to, cfg.min_channels) for n, w in widths.items()}
-            prune_to_widths(current, torch.zeros(1, 3, TRACE_IMGSZ, TRACE_IMGSZ), targets,
-                            importance=cfg.importance, rules=width_rules(current))  # fmt: skip
+            prune_to_widths(
+                current,
+                torch.zeros(1, 3, TRACE_IMGSZ, TRACE_IMGSZ),
+                targets,
+                importance=cfg.importance,
+                rules=width_rules(current),
+            )
             parameters = sum(p.numel() for p in current.parameters())
             record: dict[str, Any] = {"step": step, "ratio": round(ratio, 4), "parameters": parameters}
             steps.append(record)
@@ -123,9 +128,16 @@ def _prune_and_retrain(
             folder = Path(scratch) / f"step{step}"
             folder.mkdir()
             _write_model(ckpt, current, folder / "pruned.pt", folder / "pruned.yaml")
-            log.info("prune step %d/%d (ratio %.3f): fine-tuning %d epochs", step, cfg.iterative_steps, ratio,
-                     retrain.epochs)  # fmt: skip
-            trained = finetune(retrain, folder / "pruned.pt", folder / "pruned.yaml", data_yaml, folder / "trained.pt")
+            log.info(
+                "prune step %d/%d (ratio %.3f): fine-tuning %d epochs", step, cfg.iterative_steps, ratio, retrain.epochs
+            )
+            trained = finetune(
+                retrain,
+                weights=folder / "pruned.pt",
+                model_yaml=folder / "pruned.yaml",
+                data_yaml=data_yaml,
+                out_weights=folder / "trained.pt",
+            )
             ckpt = load_checkpoint(trained)
             current = copy.deepcopy(detection_model(ckpt, trained))  # the next ranking uses the trained weights
             record["epochs"] = retrain.epochs
@@ -159,6 +171,7 @@ def _write_widths(before: list, after: list, csv_path: Path, png_path: Path, tit
 
 def prune_checkpoint(
     cfg: PruneConfig,
+    *,
     weights: Path,
     out: PruneOutputs,
     retrain: FinetuneConfig | None = None,
@@ -182,8 +195,13 @@ def prune_checkpoint(
         pruned, ckpt, steps = _prune_and_retrain(cfg, retrain, ckpt, model, Path(data_yaml))
     _write_model(ckpt, pruned, out.weights, out.yaml)
     after = _summary(pruned)
-    _write_widths(before["widths"], after["widths"], out.widths_csv, out.widths_png,
-                  f"{Path(weights).name}: prune ratio {cfg.ratio} ({cfg.importance})")  # fmt: skip
+    _write_widths(
+        before["widths"],
+        after["widths"],
+        out.widths_csv,
+        out.widths_png,
+        f"{Path(weights).name}: prune ratio {cfg.ratio} ({cfg.importance})",
+    )
     metrics = {
         "ratio": cfg.ratio,
         "importance": cfg.importance,
@@ -209,24 +227,39 @@ def prune_checkpoint(
     write_json(out.metrics, metrics)
     log.info(
         "pruned %s: %d -> %d parameters (%.2fx), %.2f -> %.2f GFLOPs (%.2fx)",
-        weights, before["parameters"], after["parameters"], metrics["parameters_reduction"],
-        before["gflops_640"], after["gflops_640"], metrics["gflops_reduction"],
-    )  # fmt: skip
+        weights,
+        before["parameters"],
+        after["parameters"],
+        metrics["parameters_reduction"],
+        before["gflops_640"],
+        after["gflops_640"],
+        metrics["gflops_reduction"],
+    )
     return metrics
 
 
-_PRUNE_CODE = ("tasks.prune", "tasks.pruning", "tasks.finetune", "tasks.dataset", "tasks.yolo")
+def _run(params: Params, root: Path) -> dict[str, Any]:
+    layout = Layout(root)
+    return prune_checkpoint(
+        params.prune,
+        weights=layout.base_weights,
+        out=layout.prune_outputs,
+        retrain=params.step_training(),
+        data_yaml=params.model.data_yaml(layout.demo_data),
+    )
 
 
-@task(name="prune", cache_policy=StepCachePolicy(code=_PRUNE_CODE, outputs=("out",)))
-def prune_task(
-    cfg: PruneConfig,
-    weights: Path,
-    out: PruneOutputs,
-    retrain: FinetuneConfig | None = None,
-    data_yaml: Path | None = None,
-    dataset: Path | None = None,
-) -> PruneOutputs:
-    """Prune the base detector (fine-tuning between steps if `retrain`); `dataset` keys the cache."""
-    prune_checkpoint(cfg, weights, out, retrain, data_yaml)
-    return out
+STAGE = Stage(
+    name="prune",
+    run=_run,
+    deps=("models/base.pt", "data/demo"),
+    outs=("models/pruned.pt", "models/pruned.yaml"),
+    metrics=("metrics/prune.json",),
+    plots=("reports/prune_widths.csv", "reports/prune_widths.png"),
+    # iterative mode trains between pruning steps with these; finetune.epochs is not one of them
+    params=(
+        "prune",
+        "model",
+        *(f"finetune.{key}" for key in ("epochs_per_step", "imgsz", "batch", "workers", "patience", "seed", "hyp")),
+    ),
+)

@@ -140,10 +140,12 @@ def _put(client: Any, bucket: str, key: str, body: Any, sha256: str) -> None:
 def _put_in_parts(client: Any, bucket: str, item: Planned, part_bytes: int) -> None:
     """A multipart upload: S3 checks each part's SHA256; hashing the file again catches edits made meanwhile."""
     client.upload_file(
-        str(item.path), bucket, item.key,
+        str(item.path),
+        bucket,
+        item.key,
         ExtraArgs={"ChecksumAlgorithm": "SHA256", "Metadata": {"sha256": item.sha256}},
         Config=TransferConfig(multipart_threshold=part_bytes, multipart_chunksize=part_bytes, use_threads=False),
-    )  # fmt: skip
+    )
     if _sha256(item.path) != item.sha256:
         _discard_changed(client, bucket, item.key)
 
@@ -202,8 +204,13 @@ def publish(
             f"{error}\n  {done} of {len(planned)} files are in place, manifest not updated; local files are unchanged. "
             "Run publish again once the endpoint answers: files already there are skipped."
         ) from error
-    log.info("published %d files to %s: %d uploaded, %d unchanged", len(planned), where(client, cfg.bucket),
-             len(result.uploaded), len(result.skipped))  # fmt: skip
+    log.info(
+        "published %d files to %s: %d uploaded, %d unchanged",
+        len(planned),
+        where(client, cfg.bucket),
+        len(result.uploaded),
+        len(result.skipped),
+    )
     return result
 
 
@@ -241,5 +248,9 @@ def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
 def publish_task(cfg: StorageConfig, files: dict[str, Path]) -> dict[str, Any]:
     """Publish the final artifacts; returns the manifest with what was uploaded and skipped."""
     result = publish(cfg, files)
-    return {"manifest_key": result.manifest_key, **result.manifest, "uploaded": result.uploaded,
-            "skipped": result.skipped}  # fmt: skip
+    return {
+        "manifest_key": result.manifest_key,
+        **result.manifest,
+        "uploaded": result.uploaded,
+        "skipped": result.skipped,
+    }

@@ -20,8 +20,15 @@ from matplotlib.figure import Figure
 
 from tasks.atomic import atomic_file, write_png
 from tasks.config import SelectConfig
+from tasks.errors import LightweightError
 
-__all__ = ["Candidate", "choose", "collect_candidates", "select_experiment"]
+__all__ = [
+    "Candidate",
+    "SelectError",
+    "choose",
+    "collect_candidates",
+    "select_experiment",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +53,9 @@ def _candidate(name: str, rev: str | None, data: dict[str, Any]) -> Candidate | 
         ratio = data["params"]["params.yaml"]["data"]["prune"]["ratio"]
         val = data["metrics"]["metrics/val.json"]["data"]
         tuned = val["finetuned"]
-        return Candidate(name, rev, ratio, val["base"]["map50"], tuned["map50"], tuned["latency_ms"],
-                         tuned["gflops_640"])  # fmt: skip
+        return Candidate(
+            name, rev, ratio, val["base"]["map50"], tuned["map50"], tuned["latency_ms"], tuned["gflops_640"]
+        )
     except (KeyError, TypeError):
         return None  # an experiment that failed or has not reached `val`
 
@@ -75,8 +83,9 @@ def choose(candidates: list[Candidate], max_map50_drop: float) -> Candidate | No
 
 def _pareto_plot(candidates: list[Candidate], chosen: Candidate | None, target: Path) -> None:
     figure = Figure(figsize=(10, 4))
-    for axis, key, label in zip(figure.subplots(1, 2), ("latency_ms", "gflops_640"), ("CPU latency ms", "GFLOPs"),
-                                strict=True):  # fmt: skip
+    for axis, key, label in zip(
+        figure.subplots(1, 2), ("latency_ms", "gflops_640"), ("CPU latency ms", "GFLOPs"), strict=True
+    ):
         axis.scatter([getattr(c, key) for c in candidates], [c.map50 for c in candidates])
         for c in candidates:
             axis.annotate(f"{c.ratio}", (getattr(c, key), c.map50), fontsize=8)
@@ -87,25 +96,33 @@ def _pareto_plot(candidates: list[Candidate], chosen: Candidate | None, target: 
     write_png(figure, target)
 
 
-def select_experiment(cfg: SelectConfig, root: Path, out_weights: Path, report_dir: Path) -> Candidate | None:
+class SelectError(LightweightError):
+    """No experiment meets the accuracy budget."""
+
+
+def select_experiment(cfg: SelectConfig, *, root: Path, out_weights: Path, report_dir: Path) -> Candidate:
     """Write the Pareto plot and candidate table; copy the chosen fine-tuned checkpoint to `out_weights`."""
     candidates = collect_candidates(root)
     chosen = choose(candidates, cfg.max_map50_drop)
     with atomic_file(report_dir / "candidates.csv") as tmp, tmp.open("w", newline="") as handle:
-        rows = csv.DictWriter(handle, fieldnames=[*asdict(candidates[0]), "map50_drop", "selected"] if candidates
-                              else ["name"])  # fmt: skip
+        fields = [*asdict(candidates[0]), "map50_drop", "selected"] if candidates else ["name"]
+        rows = csv.DictWriter(handle, fieldnames=fields)
         rows.writeheader()
         for c in candidates:
             rows.writerow({**asdict(c), "map50_drop": round(c.map50_drop, 4), "selected": c == chosen})
     if candidates:
         _pareto_plot(candidates, chosen, report_dir / "pareto.png")
     if chosen is None:
-        log.warning("no candidate within a mAP50 drop of %s (of %d)", cfg.max_map50_drop, len(candidates))
-        return None
+        raise SelectError(
+            f"no experiment within a mAP50 drop of {cfg.max_map50_drop} (of {len(candidates)}; "
+            f"see {report_dir / 'candidates.csv'})"
+        )
     with dvc.api.open("models/finetuned.pt", repo=str(root), rev=chosen.rev, mode="rb") as source:
         data = source.read()
     with atomic_file(out_weights) as tmp:
         tmp.write_bytes(data)
-    log.info("selected %s (ratio %s): mAP50 %.3f (drop %.3f), %.1f ms", chosen.name, chosen.ratio, chosen.map50,
-             chosen.map50_drop, chosen.latency_ms)  # fmt: skip
+    log.info(
+        "selected %s (ratio %s): mAP50 %.3f (drop %.3f), %.1f ms",
+        *(chosen.name, chosen.ratio, chosen.map50, chosen.map50_drop, chosen.latency_ms),
+    )
     return chosen

@@ -17,11 +17,12 @@ from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from tasks.config import StorageConfig
+from tasks.errors import LightweightError
 
 __all__ = ["StorageError", "StorageUnreachableError", "check_bucket", "s3_client", "storage_errors", "where"]
 
 
-class StorageError(RuntimeError):
+class StorageError(LightweightError, RuntimeError):
     """S3 cannot be used as configured; the message names the endpoint and the bucket."""
 
 

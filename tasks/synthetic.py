@@ -176,10 +176,14 @@ def _draw_pedestrian(p: Pedestrian, canvas: np.ndarray, mask: np.ndarray, oid: i
         _limb([hip, knee, foot], canvas, mask, oid, p.trousers_bgr, limb)
     # torso
     torso = np.array(
-        [(p.x - half_w, neck_y + 0.02 * h), (p.x + half_w, neck_y + 0.02 * h),
-         (p.x + half_w * 0.75, hip_y + 0.04 * h), (p.x - half_w * 0.75, hip_y + 0.04 * h)],
+        [
+            (p.x - half_w, neck_y + 0.02 * h),
+            (p.x + half_w, neck_y + 0.02 * h),
+            (p.x + half_w * 0.75, hip_y + 0.04 * h),
+            (p.x - half_w * 0.75, hip_y + 0.04 * h),
+        ],
         np.int32,
-    )  # fmt: skip
+    )
     cv2.fillConvexPoly(canvas, torso, p.shirt_bgr, cv2.LINE_AA)
     cv2.fillConvexPoly(mask, torso, oid)
     # arms: sleeves in the shirt colour, hands in skin

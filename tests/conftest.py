@@ -9,14 +9,16 @@ import pytest
 
 from tasks.config import (
     BaseConfig,
+    ClassifierConfig,
     ClassifyConfig,
     CropConfig,
     DemoConfig,
     DetectConfig,
     FinetuneConfig,
-    ReportConfig,
+    FlowReportConfig,
     ValConfig,
 )
+from tasks.registry import stage_names
 
 pytest_plugins = ["tests.moto_s3"]  # fixtures `s3_server` (moto on 127.0.0.1) and `aws_env`
 
@@ -33,22 +35,33 @@ def stock_yaml(name: str) -> Path:
 
 
 TINY_DEMO = DemoConfig(
-    seed=7, image_width=128, image_height=128, train_images=12, val_images=6, max_people=3, distractors=2,
-    videos=1, video_frames=12, video_width=160, video_height=96, video_fps=5, video_people=3,
-)  # fmt: skip
+    seed=7,
+    image_width=128,
+    image_height=128,
+    train_images=12,
+    val_images=6,
+    max_people=3,
+    distractors=2,
+    videos=1,
+    video_frames=12,
+    video_width=160,
+    video_height=96,
+    video_fps=5,
+    video_people=3,
+)
 TINY_BASE = BaseConfig(epochs=1, imgsz=64, batch=4, workers=0)
 TINY_FINETUNE = FinetuneConfig(epochs=1, imgsz=64, batch=4, workers=0)
 TINY_DETECT = DetectConfig(imgsz=64, conf=0.01, max_det=20, interval=2)  # the 1-epoch detector is unsure
 TINY_VAL = ValConfig(imgsz=64, batch=4, workers=0, latency_imgsz=64, latency_repeats=2, throughput_batch=2)
-TINY_CLASSIFY = ClassifyConfig(imgsz=(32, 16), epochs=2, batch=8, min_size=8)
-VIDEO_STAGES = ("detect", "crop", "classify", "flow_report", "macs")  # what a new detector or interval reruns
-STAGES = ("demo_data", "base", "prune", "finetune", "val", "classifier", *VIDEO_STAGES)  # DVC stages = task names
+TINY_CLASSIFIER = ClassifierConfig(imgsz=(32, 16), epochs=2, batch=8, min_size=8)
+TINY_CLASSIFY = ClassifyConfig(batch=8)
+STAGES = tuple(stage_names())  # DVC stages = Prefect task names = modules, from the registry
 
 
 def tiny_params() -> dict:
     """A params.yaml for the whole DAG that runs in about a minute."""
     return {
-        "demo": TINY_DEMO.model_dump(),
+        "demo_data": TINY_DEMO.model_dump(),
         "model": {},
         "base": TINY_BASE.model_dump(),
         "prune": {"ratio": 0.5},
@@ -56,7 +69,8 @@ def tiny_params() -> dict:
         "val": TINY_VAL.model_dump(),
         "detect": TINY_DETECT.model_dump(),
         "crop": CropConfig().model_dump(),  # DVC wants every section a stage declares, defaults or not
-        "report": ReportConfig().model_dump(),
+        "flow_report": FlowReportConfig().model_dump(),
+        "classifier": TINY_CLASSIFIER.model_dump(mode="json"),
         "classify": TINY_CLASSIFY.model_dump(mode="json"),
     }
 
@@ -77,9 +91,17 @@ def trained_checkpoint(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory
     run_dir = tmp_path_factory.mktemp("train")
     data = resolved_dataset_yaml(tiny_demo / "data.yaml", run_dir)
     return train(
-        data=data, cfg="yolov5n.yaml", weights="", run_dir=run_dir, epochs=1, imgsz=64, batch=4, workers=0,
-        patience=0, seed=0,
-    )  # fmt: skip
+        data=data,
+        cfg="yolov5n.yaml",
+        weights="",
+        run_dir=run_dir,
+        epochs=1,
+        imgsz=64,
+        batch=4,
+        workers=0,
+        patience=0,
+        seed=0,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +112,7 @@ def pruned(trained_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
     from tasks.prune import prune_checkpoint
 
     out = PruneOutputs.in_folder(tmp_path_factory.mktemp("pruned"))
-    return out, prune_checkpoint(PruneConfig(ratio=0.5), trained_checkpoint, out)
+    return out, prune_checkpoint(PruneConfig(ratio=0.5), weights=trained_checkpoint, out=out)
 
 
 @pytest.fixture(scope="session")
@@ -99,5 +121,7 @@ def tiny_classifier(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory):
     from tasks.classifier import prepare_classifier
 
     out = tmp_path_factory.mktemp("classifier")
-    result = prepare_classifier(TINY_CLASSIFY, tiny_demo, out / "classifier.pt", out / "classifier.json")
+    result = prepare_classifier(
+        TINY_CLASSIFIER, dataset=tiny_demo, out_weights=out / "classifier.pt", out_metrics=out / "classifier.json"
+    )
     return result.weights, result.metrics

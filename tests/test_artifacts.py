@@ -7,12 +7,23 @@ from tasks.artifacts import comparison_rows, people_rows, pipeline_summary
 from tasks.config import Params
 
 RESULTS = {
-    name: {"parameters": p, "gflops_640": g, "precision": 0.8, "recall": 0.7, "map50": m, "map50_95": 0.4,
-           "latency_ms": ms, "speedup": s, "throughput": 20.0}
-    for name, p, g, m, ms, s in [("base", 1_765_270, 4.13, 0.882, 38.8, 1.0),
-                                 ("pruned", 446_182, 1.13, 0.015, 20.8, 1.87),
-                                 ("finetuned", 446_182, 1.13, 0.891, 20.6, 1.88)]
-}  # fmt: skip
+    name: {
+        "parameters": p,
+        "gflops_640": g,
+        "precision": 0.8,
+        "recall": 0.7,
+        "map50": m,
+        "map50_95": 0.4,
+        "latency_ms": ms,
+        "speedup": s,
+        "throughput": 20.0,
+    }
+    for name, p, g, m, ms, s in [
+        ("base", 1_765_270, 4.13, 0.882, 38.8, 1.0),
+        ("pruned", 446_182, 1.13, 0.015, 20.8, 1.87),
+        ("finetuned", 446_182, 1.13, 0.891, 20.6, 1.88),
+    ]
+}
 
 
 def test_keys_are_valid_prefect_artifact_keys():

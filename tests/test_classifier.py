@@ -9,7 +9,8 @@ import torch
 import yaml
 
 from tasks.classifier import CropSet, evaluate, prepare_classifier, train_classifier
-from tasks.classifier_model import (
+from tasks.config import ClassifierConfig, ConfigError, load_params
+from tasks.mobilenet import (
     FORMAT,
     ClassifierError,
     build_network,
@@ -19,9 +20,8 @@ from tasks.classifier_model import (
     crop_box,
     load_classifier,
 )
-from tasks.config import ClassifyConfig, ConfigError, load_params
 from tasks.synthetic import COLOUR_NAMES
-from tests.conftest import TINY_CLASSIFY
+from tests.conftest import TINY_CLASSIFIER
 
 
 def test_trained_checkpoint_is_plain_and_reports_held_out_accuracy(tiny_classifier):
@@ -32,8 +32,9 @@ def test_trained_checkpoint_is_plain_and_reports_held_out_accuracy(tiny_classifi
     metrics = json.loads(metrics_path.read_text())
     assert metrics["accuracy"] == ckpt["accuracy"] and 0 <= metrics["accuracy"] <= 1
     assert metrics["val_crops"] > 0 and metrics["train_crops"] > 0
-    assert metrics["parameters"] == sum(v.numel() for k, v in ckpt["state_dict"].items() if "running" not in k
-                                        and "num_batches" not in k)  # fmt: skip
+    assert metrics["parameters"] == sum(
+        v.numel() for k, v in ckpt["state_dict"].items() if "running" not in k and "num_batches" not in k
+    )
     assert set(metrics["per_class"]) == set(COLOUR_NAMES)
     assert metrics["mmacs_per_crop"] > 0
 
@@ -62,7 +63,7 @@ def _red_and_blue(seed: int) -> CropSet:
 
 
 def test_training_learns_colours_and_is_seeded():
-    cfg = TINY_CLASSIFY.model_copy(update={"epochs": 4, "batch": 16, "lr": 0.01})
+    cfg = TINY_CLASSIFIER.model_copy(update={"epochs": 4, "batch": 16, "lr": 0.01})
     classifier = train_classifier(cfg, _red_and_blue(0), ("red", "blue"))
     assert evaluate(classifier, _red_and_blue(1), 16)["accuracy"] >= 0.9  # held out: other noise
     again = train_classifier(cfg, _red_and_blue(0), ("red", "blue"))
@@ -72,7 +73,13 @@ def test_training_learns_colours_and_is_seeded():
 
 def test_user_checkpoint_is_copied_and_evaluated(tiny_classifier, tiny_demo: Path, tmp_path: Path):
     weights, _ = tiny_classifier
-    out = prepare_classifier(TINY_CLASSIFY, tiny_demo, tmp_path / "c.pt", tmp_path / "c.json", weights)
+    out = prepare_classifier(
+        TINY_CLASSIFIER,
+        dataset=tiny_demo,
+        out_weights=tmp_path / "c.pt",
+        out_metrics=tmp_path / "c.json",
+        weights=weights,
+    )
     assert out.weights.read_bytes() == weights.read_bytes()
     metrics = json.loads(out.metrics.read_text())
     assert metrics["source"] == str(weights)
@@ -82,14 +89,20 @@ def test_user_checkpoint_is_copied_and_evaluated(tiny_classifier, tiny_demo: Pat
 def test_user_checkpoint_with_other_classes_is_copied_not_evaluated(tiny_demo: Path, tmp_path: Path):
     ckpt = _checkpoint(names=["child", "adult"], num_classes=2)
     torch.save(ckpt, tmp_path / "user.pt")
-    out = prepare_classifier(TINY_CLASSIFY, tiny_demo, tmp_path / "c.pt", tmp_path / "c.json", tmp_path / "user.pt")
+    out = prepare_classifier(
+        TINY_CLASSIFIER,
+        dataset=tiny_demo,
+        out_weights=tmp_path / "c.pt",
+        out_metrics=tmp_path / "c.json",
+        weights=tmp_path / "user.pt",
+    )
     metrics = json.loads(out.metrics.read_text())
     assert metrics["accuracy"] is None and metrics["names"] == ["child", "adult"]
     assert load_classifier(out.weights).names == ("child", "adult")
 
 
 def _checkpoint(names=("a", "b"), num_classes=2, arch="mobilenet_v3_small") -> dict:
-    from tasks.classifier_model import Classifier
+    from tasks.mobilenet import Classifier
 
     network = build_network(arch, num_classes)
     return checkpoint_dict(Classifier(network, arch, tuple(names), (32, 16), (0.5,) * 3, (0.25,) * 3, 0.1, None))
@@ -127,20 +140,26 @@ def test_unsafe_pickles_and_missing_files_are_refused(tmp_path: Path):
 def test_bad_user_weights_stop_the_stage_before_any_output(tiny_demo: Path, tmp_path: Path):
     torch.save({"names": ["a", "b"]}, tmp_path / "user.pt")
     with pytest.raises(ClassifierError, match="missing keys: format, arch"):
-        prepare_classifier(TINY_CLASSIFY, tiny_demo, tmp_path / "c.pt", tmp_path / "c.json", tmp_path / "user.pt")
+        prepare_classifier(
+            TINY_CLASSIFIER,
+            dataset=tiny_demo,
+            out_weights=tmp_path / "c.pt",
+            out_metrics=tmp_path / "c.json",
+            weights=tmp_path / "user.pt",
+        )
     assert not (tmp_path / "c.pt").exists() and not (tmp_path / "c.json").exists()
 
 
 def test_config_errors_name_the_key(tmp_path: Path):
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"classify": {"weights": "nowhere/classifier.pt"}}))
-    with pytest.raises(ConfigError, match=r"classify: .*weights: file not found: nowhere/classifier\.pt"):
+    params.write_text(yaml.safe_dump({"classifier": {"weights": "nowhere/classifier.pt"}}))
+    with pytest.raises(ConfigError, match=r"classifier: .*weights: file not found: nowhere/classifier\.pt"):
         load_params(params)
-    params.write_text(yaml.safe_dump({"classify": {"arch": "resnet18", "imgsz": [8, 32]}}))
+    params.write_text(yaml.safe_dump({"classifier": {"arch": "resnet18", "imgsz": [8, 32]}}))
     with pytest.raises(ConfigError) as error:
         load_params(params)
-    assert "classify.arch" in str(error.value) and "classify.imgsz.0" in str(error.value)
-    assert ClassifyConfig().imgsz == load_params(Path(__file__).parents[1] / "params.yaml").classify.imgsz
+    assert "classifier.arch" in str(error.value) and "classifier.imgsz.0" in str(error.value)
+    assert ClassifierConfig().imgsz == load_params(Path(__file__).parents[1] / "params.yaml").classifier.imgsz
 
 
 def test_crop_box_pads_and_clips():
@@ -152,7 +171,7 @@ def test_crop_box_pads_and_clips():
 
 
 def test_large_costs_more_than_small():
-    from tasks.classifier_model import Classifier
+    from tasks.mobilenet import Classifier
 
     def macs(arch: str) -> int:
         network = build_network(arch, 5)

@@ -10,8 +10,8 @@ import yaml
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tasks.classifier_model import ClassifierError, classify_images, crop_box, load_classifier
 from tasks.classify import PREDICTION_COLUMNS, classify_crops
+from tasks.mobilenet import ClassifierError, classify_images, crop_box, load_classifier
 from tests.conftest import TINY_CLASSIFY
 
 INDEX_COLUMNS = ["crop", "video", "frame", "detection", "x1", "y1", "x2", "y2", "conf"]
@@ -47,7 +47,9 @@ def test_every_crop_is_classified_in_index_order(tiny_classifier, tiny_demo: Pat
     names = write_crops(tiny_demo, tmp_path)
     weights = tiny_classifier[0]
     cfg = TINY_CLASSIFY.model_copy(update={"batch": 3})  # several batches, the last one short
-    out = classify_crops(cfg, weights, tmp_path, tmp_path / "index.csv", tmp_path / "predictions.csv")
+    out = classify_crops(
+        cfg, weights=weights, crops_dir=tmp_path, index=tmp_path / "index.csv", out=tmp_path / "predictions.csv"
+    )
     rows = read_predictions(out)
     assert [row["crop"] for row in rows] == names
     expected = classify_images(load_classifier(weights), [cv2.imread(str(tmp_path / n)) for n in names])
@@ -57,7 +59,13 @@ def test_every_crop_is_classified_in_index_order(tiny_classifier, tiny_demo: Pat
 
 def test_no_detections_give_a_header_only_file(tiny_classifier, tmp_path: Path):
     (tmp_path / "index.csv").write_text(",".join(INDEX_COLUMNS) + "\n")
-    out = classify_crops(TINY_CLASSIFY, tiny_classifier[0], tmp_path, tmp_path / "index.csv", tmp_path / "p.csv")
+    out = classify_crops(
+        TINY_CLASSIFY,
+        weights=tiny_classifier[0],
+        crops_dir=tmp_path,
+        index=tmp_path / "index.csv",
+        out=tmp_path / "p.csv",
+    )
     assert out.read_text().splitlines() == [",".join(PREDICTION_COLUMNS)]
 
 
@@ -65,18 +73,42 @@ def test_an_unreadable_crop_is_named_and_nothing_is_written(tiny_classifier, tin
     names = write_crops(tiny_demo, tmp_path, limit=3)
     (tmp_path / names[1]).write_bytes(b"not a jpeg")
     with pytest.raises(ClassifierError, match=rf"{names[1]}: crop listed in .*index\.csv is missing or unreadable"):
-        classify_crops(TINY_CLASSIFY, tiny_classifier[0], tmp_path, tmp_path / "index.csv", tmp_path / "p.csv")
+        classify_crops(
+            TINY_CLASSIFY,
+            weights=tiny_classifier[0],
+            crops_dir=tmp_path,
+            index=tmp_path / "index.csv",
+            out=tmp_path / "p.csv",
+        )
     assert not (tmp_path / "p.csv").exists()
 
 
 def test_bad_index_and_checkpoint_are_refused(tiny_classifier, tmp_path: Path):
     (tmp_path / "index.csv").write_text("video,frame\nstreet_00,1\n")
     with pytest.raises(ClassifierError, match=r"index\.csv: missing columns crop"):
-        classify_crops(TINY_CLASSIFY, tiny_classifier[0], tmp_path, tmp_path / "index.csv", tmp_path / "p.csv")
+        classify_crops(
+            TINY_CLASSIFY,
+            weights=tiny_classifier[0],
+            crops_dir=tmp_path,
+            index=tmp_path / "index.csv",
+            out=tmp_path / "p.csv",
+        )
     with pytest.raises(ClassifierError, match=r"absent\.csv: crop index not found"):
-        classify_crops(TINY_CLASSIFY, tiny_classifier[0], tmp_path, tmp_path / "absent.csv", tmp_path / "p.csv")
+        classify_crops(
+            TINY_CLASSIFY,
+            weights=tiny_classifier[0],
+            crops_dir=tmp_path,
+            index=tmp_path / "absent.csv",
+            out=tmp_path / "p.csv",
+        )
     with pytest.raises(ClassifierError, match=r"absent\.pt: classifier checkpoint not found"):
-        classify_crops(TINY_CLASSIFY, tmp_path / "absent.pt", tmp_path, tmp_path / "index.csv", tmp_path / "p.csv")
+        classify_crops(
+            TINY_CLASSIFY,
+            weights=tmp_path / "absent.pt",
+            crops_dir=tmp_path,
+            index=tmp_path / "index.csv",
+            out=tmp_path / "p.csv",
+        )
 
 
 def test_cli_stage_reads_the_layout_and_reports_errors(tiny_classifier, tiny_demo: Path, tmp_path: Path):

@@ -29,8 +29,8 @@ def test_unknown_section_is_named(tmp_path):
 
 
 def test_out_of_range_value_is_named(tmp_path):
-    with pytest.raises(ConfigError, match=r"demo\.train_images: Input should be greater than or equal to 1"):
-        load_params(write(tmp_path, {"demo": {"train_images": 0}}))
+    with pytest.raises(ConfigError, match=r"demo_data\.train_images: Input should be greater than or equal to 1"):
+        load_params(write(tmp_path, {"demo_data": {"train_images": 0}}))
 
 
 @pytest.mark.parametrize("interval", [0, -5])
@@ -54,7 +54,7 @@ def test_missing_file_and_bad_yaml(tmp_path):
     with pytest.raises(ConfigError, match="parameter file not found"):
         load_params(tmp_path / "absent.yaml")
     bad = tmp_path / "bad.yaml"
-    bad.write_text("demo: [unclosed")
+    bad.write_text("demo_data: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_params(bad)
     with pytest.raises(ConfigError, match="expected a mapping"):
@@ -64,7 +64,7 @@ def test_missing_file_and_bad_yaml(tmp_path):
 def test_overrides_apply_dotted_keys_and_are_validated(tmp_path):
     path = write(tmp_path, {"base": {"epochs": 3}})
     assert load_params(path, {"base.epochs": 5}).base.epochs == 5
-    assert load_params(path, {"demo.seed": 9}).demo.seed == 9
+    assert load_params(path, {"demo_data.seed": 9}).demo_data.seed == 9
     with pytest.raises(ConfigError, match=r"base\.epochs"):
         load_params(path, {"base.epochs": 0})
     with pytest.raises(ConfigError, match=r"expected SECTION\.KEY"):
@@ -79,8 +79,9 @@ def test_params_are_frozen():
 
 def test_flat_deployment_knobs_become_dotted_overrides():
     assert knob_overrides(prune_ratio=0.4, finetune_epochs=None, prune_round_to=16) == {
-        "prune.ratio": 0.4, "prune.round_to": 16
-    }  # fmt: skip
+        "prune.ratio": 0.4,
+        "prune.round_to": 16,
+    }
     with pytest.raises(ConfigError, match=r"parameter 'ratio': expected SECTION_KEY, e.g. prune_ratio"):
         knob_overrides(ratio=0.4)
 

@@ -7,8 +7,9 @@ import cv2
 import pytest
 
 from tasks.config import CropConfig
-from tasks.crop import CROP_INDEX_COLUMNS, CropError, crop_box, crop_detections, read_crop_index
-from tasks.detect import DETECTION_COLUMNS, VideoReport, write_summary
+from tasks.crop import CropError, crop_box, crop_detections
+from tasks.crop_index import CROP_INDEX_COLUMNS, read_crop_index
+from tasks.detections import DETECTION_COLUMNS, VideoReport, write_summary
 from tests.videos import frame_number, write_numbered_video
 
 
@@ -36,10 +37,16 @@ def _detections(folder: Path, video: Path, rows: list[tuple]) -> Path:
 
 def test_each_detection_is_cropped_from_its_own_frame(tmp_path: Path):
     video = write_numbered_video(tmp_path / "cam.avi", 20, size=(64, 48))
-    rows = [(5, 0.5, 10, 10, 30, 40, 0.9, 0), (5, 0.5, 40, 20, 80, 60, 0.8, 0), (15, 1.5, 1, 1, 2, 2, 0.7, 0),
-            (15, 1.5, 0, 0, 20, 20, 0.6, 0)]  # fmt: skip
+    rows = [
+        (5, 0.5, 10, 10, 30, 40, 0.9, 0),
+        (5, 0.5, 40, 20, 80, 60, 0.8, 0),
+        (15, 1.5, 1, 1, 2, 2, 0.7, 0),
+        (15, 1.5, 0, 0, 20, 20, 0.6, 0),
+    ]
     detections = _detections(tmp_path / "detections", video, rows)
-    index = crop_detections(CropConfig(pad=0.1, min_size=4), tmp_path, detections, tmp_path / "crops")
+    index = crop_detections(
+        CropConfig(pad=0.1, min_size=4), root=tmp_path, detections_dir=detections, out_dir=tmp_path / "crops"
+    )
 
     entries = read_crop_index(index)
     assert tuple(entries[0]) == CROP_INDEX_COLUMNS
@@ -57,7 +64,12 @@ def test_each_detection_is_cropped_from_its_own_frame(tmp_path: Path):
 def test_no_detections_gives_an_empty_index(tmp_path: Path):
     video = write_numbered_video(tmp_path / "cam.avi", 3)
     detections = _detections(tmp_path / "detections", video, [])
-    assert read_crop_index(crop_detections(CropConfig(), tmp_path, detections, tmp_path / "crops")) == []
+    assert (
+        read_crop_index(
+            crop_detections(CropConfig(), root=tmp_path, detections_dir=detections, out_dir=tmp_path / "crops")
+        )
+        == []
+    )
 
 
 def test_a_vanished_video_is_named_before_any_crop_is_written(tmp_path: Path):
@@ -65,5 +77,5 @@ def test_a_vanished_video_is_named_before_any_crop_is_written(tmp_path: Path):
     detections = _detections(tmp_path / "detections", video, [(1, 0.1, 0, 0, 20, 20, 0.9, 0)])
     video.unlink()
     with pytest.raises(CropError, match=r"cam\.avi: the video these detections came from is gone"):
-        crop_detections(CropConfig(), tmp_path, detections, tmp_path / "crops")
+        crop_detections(CropConfig(), root=tmp_path, detections_dir=detections, out_dir=tmp_path / "crops")
     assert not (tmp_path / "crops").exists()

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from tasks.config import DetectConfig
-from tasks.detect import DETECTION_COLUMNS, DetectError, detect_videos, find_videos
+from tasks.detect import DetectError, detect_videos, find_videos
+from tasks.detections import DETECTION_COLUMNS
 from tasks.yolo.inference import stock_detect
 from tests.videos import write_numbered_video
 
@@ -37,14 +38,22 @@ def test_same_frames_and_boxes_as_yolov5_detect(trained_checkpoint: Path, tiny_d
     video = next((tiny_demo / "videos").glob("*.mp4"))
     interval, conf = 3, 0.01  # a low threshold: the one-epoch test detector is unsure of everything
     # detect.py's vid_stride=k grabs k frames before its first retrieve: it samples frames k-1, 2k-1, …
-    cfg = DetectConfig(weights=str(trained_checkpoint), videos=[str(video)], interval=interval, start=interval - 1,
-                       imgsz=64, conf=conf, batch=4)  # fmt: skip
-    (report,) = detect_videos(cfg, tmp_path, tmp_path / "detections")
+    cfg = DetectConfig(
+        weights=str(trained_checkpoint),
+        videos=[str(video)],
+        interval=interval,
+        start=interval - 1,
+        imgsz=64,
+        conf=conf,
+        batch=4,
+    )
+    (report,) = detect_videos(cfg, root=tmp_path, out_dir=tmp_path / "detections")
     ours: dict[int, list[tuple]] = {}
     for row in _rows(tmp_path / "detections" / f"{video.stem}.csv"):
         ours.setdefault(int(row["frame"]), []).append(tuple(float(row[k]) for k in ("x1", "y1", "x2", "y2", "conf")))
-    labels = stock_detect(trained_checkpoint, video, tmp_path / "stock", imgsz=64, conf=conf, iou=0.45,
-                          vid_stride=interval, save=False)  # fmt: skip
+    labels = stock_detect(
+        trained_checkpoint, video, tmp_path / "stock", imgsz=64, conf=conf, iou=0.45, vid_stride=interval, save=False
+    )
     stock = _stock_boxes(labels, video.stem, interval, report.width, report.height)
 
     assert report.sampled == len(range(interval - 1, report.frames, interval))
@@ -63,9 +72,14 @@ def test_bad_videos_are_reported_and_the_others_still_processed(trained_checkpoi
     write_numbered_video(tmp_path / "good.avi", 12, size=(96, 64))
     write_numbered_video(tmp_path / "empty.avi", 0)
     (tmp_path / "garbage.mp4").write_text("not a video")
-    cfg = DetectConfig(weights=str(trained_checkpoint), videos=["good.avi", "missing.mp4", "garbage.mp4", "empty.avi",
-                       "nothing/*.mp4"], interval=2, imgsz=64, conf=0.9)  # fmt: skip
-    reports = {r.name: r for r in detect_videos(cfg, tmp_path, tmp_path / "out")}
+    cfg = DetectConfig(
+        weights=str(trained_checkpoint),
+        videos=["good.avi", "missing.mp4", "garbage.mp4", "empty.avi", "nothing/*.mp4"],
+        interval=2,
+        imgsz=64,
+        conf=0.9,
+    )
+    reports = {r.name: r for r in detect_videos(cfg, root=tmp_path, out_dir=tmp_path / "out")}
 
     assert reports["good"].status == "ok" and reports["good"].sampled == 6 and reports["good"].frames_read == 12
     assert reports["empty"].status == "ok" and reports["empty"].sampled == 0
@@ -81,7 +95,7 @@ def test_bad_videos_are_reported_and_the_others_still_processed(trained_checkpoi
 def test_nothing_to_process_is_an_error_before_loading_the_model(tmp_path: Path):
     cfg = DetectConfig(weights=str(tmp_path / "absent.pt"), videos=["clips/*.mp4"])
     with pytest.raises(DetectError, match=r"no videos to process:\n  clips/\*\.mp4: no videos found"):
-        detect_videos(cfg, tmp_path, tmp_path / "out")
+        detect_videos(cfg, root=tmp_path, out_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

@@ -56,8 +56,11 @@ def test_history_keeps_comparing_with_the_last_passing_night(tmp_path: Path):
     recovered = judge_and_record(history, night(0.89), CFG)
     assert recovered.passed and recovered.previous.map50 == 0.90
     assert [(e.map50, e.passed) for e in load_history(history)] == [
-        (0.90, True), (0.80, False), (0.81, False), (0.89, True)
-    ]  # fmt: skip
+        (0.90, True),
+        (0.80, False),
+        (0.81, False),
+        (0.89, True),
+    ]
     assert json.loads(history.read_text())[0]["map50"] == 0.90
 
 

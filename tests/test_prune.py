@@ -55,8 +55,16 @@ def test_stock_detect_and_val_load_the_pruned_checkpoint(pruned, tiny_demo: Path
     from yolov5 import detect
 
     with yolov5_runtime():
-        detect.run(weights=str(out.weights), source=str(tiny_demo / "images" / "val"), imgsz=(64, 64),
-                   device="cpu", project=str(tmp_path), name="detect", save_txt=True, nosave=True)  # fmt: skip
+        detect.run(
+            weights=str(out.weights),
+            source=str(tiny_demo / "images" / "val"),
+            imgsz=(64, 64),
+            device="cpu",
+            project=str(tmp_path),
+            name="detect",
+            save_txt=True,
+            nosave=True,
+        )
     assert (tmp_path / "detect").is_dir()
 
 
@@ -80,9 +88,17 @@ def test_stock_training_keeps_the_pruned_architecture(pruned, tiny_demo: Path, t
     logging.getLogger("yolov5").addHandler(capture)
     try:
         best = train(
-            data=resolved_dataset_yaml(tiny_demo / "data.yaml", tmp_path), cfg=str(out.yaml) if use_yaml else "",
-            weights=str(out.weights), run_dir=tmp_path, epochs=1, imgsz=64, batch=4, workers=0, patience=0, seed=0,
-        )  # fmt: skip
+            data=resolved_dataset_yaml(tiny_demo / "data.yaml", tmp_path),
+            cfg=str(out.yaml) if use_yaml else "",
+            weights=str(out.weights),
+            run_dir=tmp_path,
+            epochs=1,
+            imgsz=64,
+            batch=4,
+            workers=0,
+            patience=0,
+            seed=0,
+        )
     finally:
         logging.getLogger("yolov5").removeHandler(capture)
     transferred = [line for line in capture.lines if line.startswith("Transferred")]
@@ -146,7 +162,7 @@ def test_bad_settings_are_refused_by_the_config(settings: dict, message: str):
 def test_a_ratio_that_empties_a_layer_is_refused_before_any_work(trained_checkpoint: Path, tmp_path: Path):
     out = PruneOutputs.in_folder(tmp_path / "out")
     with pytest.raises(PruneError, match=r"prune.ratio=0.7 leaves no channels in model\.0\.conv \(16 channels"):
-        prune_checkpoint(PruneConfig(ratio=0.7, min_channels=0), trained_checkpoint, out)
+        prune_checkpoint(PruneConfig(ratio=0.7, min_channels=0), weights=trained_checkpoint, out=out)
     assert not (tmp_path / "out").exists()
 
 
@@ -159,7 +175,7 @@ def test_a_classification_checkpoint_is_refused(tmp_path: Path):
     classifier = ClassificationModel(model=DetectionModel(stock_yaml("yolov5n.yaml"), nc=1), nc=5, cutoff=10)
     torch.save({"model": classifier, "epoch": -1}, path)
     with pytest.raises(CheckpointError, match="classification model"):
-        prune_checkpoint(PruneConfig(), path, PruneOutputs.in_folder(tmp_path / "out"))
+        prune_checkpoint(PruneConfig(), weights=path, out=PruneOutputs.in_folder(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
 
 
@@ -176,7 +192,7 @@ def test_cli_prune_writes_everything_and_reports(trained_checkpoint: Path, tmp_p
 
 def test_min_channels_lets_narrow_layers_survive_high_ratios(trained_checkpoint: Path, tmp_path: Path):
     out = PruneOutputs.in_folder(tmp_path)
-    metrics = prune_checkpoint(PruneConfig(ratio=0.7, min_channels=8), trained_checkpoint, out)
+    metrics = prune_checkpoint(PruneConfig(ratio=0.7, min_channels=8), weights=trained_checkpoint, out=out)
     widths = {layer["index"]: (layer["before"], layer["after"]) for layer in metrics["layers"]}
     assert widths[0] == (16, 8)  # the stem keeps min_channels instead of emptying
     assert widths[7] == (256, kept_channels(256, 0.7, 8))  # wide layers still lose 70 %
@@ -202,7 +218,9 @@ def test_iterative_mode_fine_tunes_between_steps_and_ends_at_the_one_shot_widths
     one_shot_out, one_shot = pruned
     out = PruneOutputs.in_folder(tmp_path)
     cfg = PruneConfig(ratio=0.5, iterative_steps=2)
-    metrics = prune_checkpoint(cfg, trained_checkpoint, out, STEP_TRAINING, tiny_demo / "data.yaml")
+    metrics = prune_checkpoint(
+        cfg, weights=trained_checkpoint, out=out, retrain=STEP_TRAINING, data_yaml=tiny_demo / "data.yaml"
+    )
     assert [step["ratio"] for step in metrics["steps"]] == [0.25, 0.5]
     assert metrics["steps"][0]["epochs"] == 1 and "epochs" not in metrics["steps"][1]  # stage finetune trains last
     assert metrics["steps"][0]["parameters"] > metrics["steps"][1]["parameters"] == metrics["parameters_after"]
@@ -215,11 +233,14 @@ def test_iterative_mode_fine_tunes_between_steps_and_ends_at_the_one_shot_widths
     assert not _all_rows_in(_stem_filters(out.weights), base)
 
 
-def test_step_training_without_steps_is_refused_before_any_work(trained_checkpoint: Path, tiny_demo: Path,
-                                                                tmp_path: Path):  # fmt: skip
+def test_step_training_without_steps_is_refused_before_any_work(
+    trained_checkpoint: Path, tiny_demo: Path, tmp_path: Path
+):
     out = PruneOutputs.in_folder(tmp_path / "out")
     with pytest.raises(PruneError, match=r"needs prune\.iterative_steps > 1"):
-        prune_checkpoint(PruneConfig(), trained_checkpoint, out, STEP_TRAINING, tiny_demo / "data.yaml")
+        prune_checkpoint(
+            PruneConfig(), weights=trained_checkpoint, out=out, retrain=STEP_TRAINING, data_yaml=tiny_demo / "data.yaml"
+        )
     assert not (tmp_path / "out").exists()
 
 
@@ -230,5 +251,7 @@ def test_step_training_on_a_dataset_without_val_split_is_refused_before_any_work
     data.write_text(yaml.safe_dump({"path": str(tiny_demo), "train": "images/train", "names": {0: "person"}}))
     out = PruneOutputs.in_folder(tmp_path / "out")
     with pytest.raises(DatasetError, match="missing 'val'"):
-        prune_checkpoint(PruneConfig(iterative_steps=2), trained_checkpoint, out, STEP_TRAINING, data)
+        prune_checkpoint(
+            PruneConfig(iterative_steps=2), weights=trained_checkpoint, out=out, retrain=STEP_TRAINING, data_yaml=data
+        )
     assert not (tmp_path / "out").exists()

@@ -191,9 +191,14 @@ def test_cli_publishes_what_exists_and_lists_what_is_missing(bucket, tmp_path, m
     assert "4 uploaded, 0 already there" in done.output
     assert set(versions(bucket)) == {
         f"cli/publish/{name}"
-        for name in ["models/finetuned.pt", "reports/compare.md", "metrics/val.json", "data/crops/index.csv",
-                     "manifest.json"]
-    }  # fmt: skip
+        for name in [
+            "models/finetuned.pt",
+            "reports/compare.md",
+            "metrics/val.json",
+            "data/crops/index.csv",
+            "manifest.json",
+        ]
+    }
 
     (tmp_path / "models" / "finetuned.pt").unlink()
     missing = runner.invoke(app, ["publish", "--root", str(tmp_path)])

@@ -84,8 +84,20 @@ def test_dvc_push_then_pull_into_a_clean_clone_restores_identical_outputs(s3_ser
         (crops / f"{index:04d}.jpg").write_bytes(os.urandom(3_000 + index))
     sh(origin, "dvc", "add", "-q", "models/weights.pt", "data/crops")
     index_script = "import pathlib; print('\\n'.join(sorted(p.name for p in pathlib.Path('data/crops').iterdir())))"
-    sh(origin, "dvc", "stage", "add", "-q", "-n", "crops_index", "-d", "data/crops", "-o", "reports/index.txt",
-       f'mkdir -p reports && python -c "{index_script}" > reports/index.txt')  # fmt: skip
+    sh(
+        origin,
+        "dvc",
+        "stage",
+        "add",
+        "-q",
+        "-n",
+        "crops_index",
+        "-d",
+        "data/crops",
+        "-o",
+        "reports/index.txt",
+        f'mkdir -p reports && python -c "{index_script}" > reports/index.txt',
+    )
     sh(origin, "dvc", "repro", "-q")
     sh(origin, "dvc", "remote", "modify", "--local", "storage", "endpointurl", s3_server.endpoint)
     sh(origin, "git", "add", "-A")

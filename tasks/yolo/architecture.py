@@ -41,8 +41,10 @@ def check_rewritable(model: nn.Module) -> None:
     """Fail before any work on layers this rewrite does not know (stock v7.0 yamls use none)."""
     unknown = sorted({type(m).__name__ for m in model.model} - _REWRITABLE)
     if unknown:
-        raise CheckpointError(f"cannot prune and rewrite layers of type {', '.join(unknown)} (supported: "
-                              f"{', '.join(sorted(_REWRITABLE))})")  # fmt: skip
+        raise CheckpointError(
+            f"cannot prune and rewrite layers of type {', '.join(unknown)} (supported: "
+            f"{', '.join(sorted(_REWRITABLE))})"
+        )
 
 
 def width_rules(model: nn.Module) -> WidthRules:

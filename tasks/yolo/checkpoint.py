@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from tasks.errors import LightweightError
 from tasks.yolo.runtime import yolov5_runtime
 
 __all__ = [
@@ -27,7 +28,7 @@ __all__ = [
 ]
 
 
-class CheckpointError(ValueError):
+class CheckpointError(LightweightError, ValueError):
     """A file that is not a usable YOLOv5 detection checkpoint."""
 
 

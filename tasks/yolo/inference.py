@@ -96,8 +96,18 @@ def stock_detect(
         from yolov5 import detect
 
         detect.run(
-            weights=str(Path(weights).resolve()), source=str(source), imgsz=(imgsz, imgsz), conf_thres=conf,
-            iou_thres=iou, device="cpu", save_txt=True, save_conf=True, nosave=not save, vid_stride=vid_stride,
-            project=str(out_dir.parent), name=out_dir.name, exist_ok=True,
-        )  # fmt: skip
+            weights=str(Path(weights).resolve()),
+            source=str(source),
+            imgsz=(imgsz, imgsz),
+            conf_thres=conf,
+            iou_thres=iou,
+            device="cpu",
+            save_txt=True,
+            save_conf=True,
+            nosave=not save,
+            vid_stride=vid_stride,
+            project=str(out_dir.parent),
+            name=out_dir.name,
+            exist_ok=True,
+        )
     return out_dir / "labels"

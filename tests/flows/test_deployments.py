@@ -91,13 +91,22 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
-    env.update(PATH=f"{BIN}{os.pathsep}{env['PATH']}", CUDA_VISIBLE_DEVICES="", PREFECT_HOME=str(home),
-               PREFECT_API_URL=url, PREFECT_SERVER_ANALYTICS_ENABLED="false")  # fmt: skip
+    env.update(
+        PATH=f"{BIN}{os.pathsep}{env['PATH']}",
+        CUDA_VISIBLE_DEVICES="",
+        PREFECT_HOME=str(home),
+        PREFECT_API_URL=url,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
     # The runner and the worker poll for runs every 10 s by default; 2 s keeps the test short.
     env.update(PREFECT_RUNNER_POLL_FREQUENCY="2", PREFECT_WORKER_QUERY_SECONDS="2")
     log = home / "server.log"
-    process = start([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                    cwd=home, env=env, log=log)  # fmt: skip
+    process = start(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=home,
+        env=env,
+        log=log,
+    )
     try:
         wait_for("prefect server", lambda: healthy(url), process, log)
         with temporary_settings({PREFECT_API_URL: url}):
@@ -107,8 +116,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
 
 
 def prefect(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "prefect"), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=RUN_TIMEOUT + 60, check=False)  # fmt: skip
+    return subprocess.run(
+        [str(BIN / "prefect"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT + 60,
+        check=False,
+    )
 
 
 def deployment_run(env: dict[str, str], cwd: Path, name: str, *params: str) -> tuple[int, FlowRun]:
@@ -151,8 +167,10 @@ def test_served_pipeline_and_nightly_runs_from_the_cli(server: dict[str, str], t
         assert json.loads(Layout(project).prune_outputs.metrics.read_text())["ratio"] == 0.4  # the -p reached prune
         artifacts = artifacts_of(run.id)
         assert {key: artifact.type for key, artifact in artifacts.items()} == {
-            "pipeline-summary": "markdown", "model-comparison": "table", "people-counts": "table"
-        }  # fmt: skip
+            "pipeline-summary": "markdown",
+            "model-comparison": "table",
+            "people-counts": "table",
+        }
         assert "ratio **0.4**" in artifacts["pipeline-summary"].data
         rows = json.loads(artifacts["model-comparison"].data)
         val = json.loads(Layout(project).val_outputs.metrics.read_text())
@@ -161,7 +179,8 @@ def test_served_pipeline_and_nightly_runs_from_the_cli(server: dict[str, str], t
         people = json.loads(artifacts["people-counts"].data)
         flow = json.loads(Layout(project).flow_outputs.metrics.read_text())
         assert {row["video"]: row["mean"] for row in people} == {
-            name: round(video["people_per_frame_mean"], 3) for name, video in flow["videos"].items()}  # fmt: skip
+            name: round(video["people_per_frame_mean"], 3) for name, video in flow["videos"].items()
+        }
 
         code, night = deployment_run(server, tmp_path, "nightly-eval/lightweight")
         assert code == 0 and night.state.is_completed(), (night.state, log.read_text()[-3000:])
@@ -201,8 +220,9 @@ def test_work_pool_deployments_from_prefect_yaml_run_on_a_worker(
 
     log = tmp_path / "worker.log"
     worker_env = {**server, "LIGHTWEIGHT_ROOT": str(finetuned_project)}
-    worker = start([str(BIN / "prefect"), "worker", "start", "--pool", "lightweight"], cwd=tmp_path,
-                   env=worker_env, log=log)  # fmt: skip
+    worker = start(
+        [str(BIN / "prefect"), "worker", "start", "--pool", "lightweight"], cwd=tmp_path, env=worker_env, log=log
+    )
     try:
         code, night = deployment_run(server, tmp_path, "nightly-eval/lightweight")
         assert code == 0 and night.state.is_completed(), (night.state, log.read_text()[-3000:])

@@ -11,7 +11,7 @@ from prefect import flow
 from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
 
-from flows.inference import detect_all
+from flows.steps import detect_all
 from tasks.config import load_params
 from tasks.layout import Layout
 
@@ -42,8 +42,11 @@ def _project(root: Path, videos: Path, weights: Path, runner: dict) -> Path:
 
 
 def _digests(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_a_dask_cluster_gives_the_outputs_of_the_sequential_run(
@@ -58,8 +61,7 @@ def test_a_dask_cluster_gives_the_outputs_of_the_sequential_run(
 
     sequential = _project(tmp_path / "sequential", videos, trained_checkpoint, {"task_runner": "threads"})
     detect_videos_flow(sequential)
-    distributed = _project(tmp_path / "dask", videos, trained_checkpoint,
-                           {"task_runner": "dask", "dask_workers": 2})  # fmt: skip
+    distributed = _project(tmp_path / "dask", videos, trained_checkpoint, {"task_runner": "dask", "dask_workers": 2})
     detect_videos_flow(distributed)
 
     expected = _digests(sequential / "data")
@@ -68,4 +70,8 @@ def test_a_dask_cluster_gives_the_outputs_of_the_sequential_run(
     assert _digests(distributed / "data") == expected
     summary = json.loads((distributed / "data" / "detections" / "summary.json").read_text())
     assert {v["name"]: v["status"] for v in summary["videos"]} == {
-        "cam_a": "ok", "cam_b": "ok", "cam_c": "ok", "cam_d": "failed"}  # fmt: skip
+        "cam_a": "ok",
+        "cam_b": "ok",
+        "cam_c": "ok",
+        "cam_d": "failed",
+    }

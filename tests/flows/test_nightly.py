@@ -25,8 +25,7 @@ def test_a_map50_drop_fails_the_run_with_an_alert_artifact(
         first = nightly_eval(root=project, return_state=True)
         assert first.is_completed(), first
         assert first.result()["passed"] is True and first.result()["map50"] >= 0
-        assert task_states_of(first.state_details.flow_run_id) == {"revalidate": "Completed",
-                                                                   "detect": "Completed"}  # fmt: skip
+        assert task_states_of(first.state_details.flow_run_id) == {"revalidate": "Completed", "detect": "Completed"}
         assert set(artifacts_of(first.state_details.flow_run_id)) == {"nightly-summary"}
         [baseline] = json.loads(history.read_text())
         assert 0 <= baseline["map50"] <= 1 and baseline["passed"] and len(baseline["model_sha256"]) == 64

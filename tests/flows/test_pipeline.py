@@ -86,9 +86,18 @@ def expected(*stages: str) -> dict[str, str]:
 def test_rerun_is_cached_and_param_change_reruns_only_downstream(prefect_server, project: Path):
     first, first_time = run_pipeline(project)
     assert first == rerun(*STAGES)
-    for output in ("models/base.pt", "models/pruned.pt", "models/pruned.yaml", "models/finetuned.pt",
-                   "metrics/val.json", "reports/compare.md", "data/crops/index.csv", "data/predictions.csv",
-                   "metrics/flow.json", "metrics/macs.json"):  # fmt: skip
+    for output in (
+        "models/base.pt",
+        "models/pruned.pt",
+        "models/pruned.yaml",
+        "models/finetuned.pt",
+        "metrics/val.json",
+        "reports/compare.md",
+        "data/crops/index.csv",
+        "data/predictions.csv",
+        "metrics/flow.json",
+        "metrics/macs.json",
+    ):
         assert (project / output).is_file(), output
 
     second, second_time = run_pipeline(project)

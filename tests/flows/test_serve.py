@@ -38,8 +38,15 @@ def test_prefect_yaml_schedules_nightly_as_params_yaml_does():
 def serve(project: Path, **env: str) -> subprocess.CompletedProcess:
     clean = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
     clean.update(PREFECT_HOME=str(project / ".prefect"), **env)
-    return subprocess.run([str(BIN / "lightweight"), "serve"], cwd=project, env=clean, capture_output=True, text=True,
-                          timeout=120, check=False)  # fmt: skip
+    return subprocess.run(
+        [str(BIN / "lightweight"), "serve"],
+        cwd=project,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_serve_without_a_server_says_how_to_start_one(tmp_path: Path):

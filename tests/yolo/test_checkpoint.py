@@ -26,9 +26,16 @@ class _Payload:
 def train_py_format(model: torch.nn.Module) -> dict:
     """The dict YOLOv5's train.py saves, after strip_optimizer."""
     return {
-        "epoch": -1, "best_fitness": None, "model": model.half(), "ema": None, "updates": None,
-        "optimizer": None, "opt": {"imgsz": 640}, "git": None, "date": datetime.now().isoformat(),
-    }  # fmt: skip
+        "epoch": -1,
+        "best_fitness": None,
+        "model": model.half(),
+        "ema": None,
+        "updates": None,
+        "optimizer": None,
+        "opt": {"imgsz": 640},
+        "git": None,
+        "date": datetime.now().isoformat(),
+    }
 
 
 def test_malicious_pickle_is_refused_and_nothing_runs(tmp_path: Path):

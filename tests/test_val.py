@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.evaluate import compare_models
 from tasks.layout import ValOutputs
+from tasks.val import compare_models
 from tasks.yolo.training import _pr_curve
 from tests.conftest import TINY_VAL
 
@@ -17,7 +17,10 @@ def test_comparison_of_base_and_pruned(trained_checkpoint: Path, pruned, tiny_de
     out_pruned, prune_metrics = pruned
     out = ValOutputs(tmp_path / "val.json", tmp_path / "compare.md", tmp_path / "pr.csv", tmp_path / "pr.png")
     results = compare_models(
-        TINY_VAL, {"base": trained_checkpoint, "pruned": out_pruned.weights}, tiny_demo / "data.yaml", out
+        TINY_VAL,
+        weights={"base": trained_checkpoint, "pruned": out_pruned.weights},
+        data_yaml=tiny_demo / "data.yaml",
+        out=out,
     )
     assert json.loads(out.metrics.read_text()) == results
     assert results["pruned"]["parameters"] == prune_metrics["parameters_after"]

@@ -11,21 +11,19 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
-from prefect import task
 
 from tasks.atomic import atomic_dir, atomic_file, write_json, write_png
 from tasks.boxes import box_iou
-from tasks.caching import StepCachePolicy
-from tasks.config import DetectConfig, ReportConfig
-from tasks.crop import read_crop_index
-from tasks.detect import VideoReport, read_summary
+from tasks.config import DetectConfig, FlowReportConfig, Params
+from tasks.crop_index import read_crop_index
+from tasks.detections import VideoReport, read_summary
 from tasks.frames import sampled_indices
-from tasks.layout import FlowOutputs
+from tasks.layout import FlowOutputs, Layout
+from tasks.stage import Stage
 
 __all__ = [
     "GroundTruth",
     "flow_report",
-    "flow_report_task",
     "match_boxes",
     "people_per_frame",
     "read_ground_truth",
@@ -58,15 +56,19 @@ def match_boxes(detections: list[Box], truths: list[Box], min_iou: float) -> dic
     return matches
 
 
-def read_ground_truth(path: Path, cfg: ReportConfig, width: int, height: int) -> dict[int, GroundTruth]:
+def read_ground_truth(path: Path, cfg: FlowReportConfig, width: int, height: int) -> dict[int, GroundTruth]:
     """MOT-style `frame,id,left,top,width,height,colour,colour_name,visible` rows, clipped to the frame and
     filtered to the people a detector can be expected to see."""
     frames: dict[int, GroundTruth] = {}
     with path.open(newline="") as handle:
         for row in csv.DictReader(handle):
             left, top = float(row["left"]), float(row["top"])
-            box = (max(left, 0.0), max(top, 0.0), min(left + float(row["width"]), width),
-                   min(top + float(row["height"]), height))  # fmt: skip
+            box = (
+                max(left, 0.0),
+                max(top, 0.0),
+                min(left + float(row["width"]), width),
+                min(top + float(row["height"]), height),
+            )
             frame = frames.setdefault(int(row["frame"]), GroundTruth([]))
             visible = float(row.get("visible") or 1.0)
             if visible >= cfg.gt_min_visible and box[3] - box[1] >= cfg.gt_min_height and box[2] > box[0]:
@@ -96,7 +98,7 @@ def _sampled(report: VideoReport, detections: dict[int, list], detect: DetectCon
 
 
 def _video_metrics(
-    cfg: ReportConfig,
+    cfg: FlowReportConfig,
     detect: DetectConfig,
     report: VideoReport,
     video: Path,
@@ -190,8 +192,9 @@ def _plot_classes(tallies: dict[str, Counter], path: Path) -> None:
 
 
 def flow_report(
-    cfg: ReportConfig,
+    cfg: FlowReportConfig,
     detect: DetectConfig,
+    *,
     root: Path,
     detections_dir: Path,
     crops_index: Path,
@@ -241,16 +244,29 @@ def flow_report(
     return result
 
 
-@task(name="flow_report", cache_policy=StepCachePolicy(code=("tasks.report",), outputs=("out",), places=("root",)))
-def flow_report_task(
-    cfg: ReportConfig,
-    detect: DetectConfig,
-    root: Path,
-    detections_dir: Path,
-    crops_index: Path,
-    predictions: Path,
-    ground_truth: list[Path],
-    out: FlowOutputs,
-) -> dict[str, Any]:
-    """The people-flow report; `ground_truth` (the files beside the videos) keys the cache by content."""
-    return flow_report(cfg, detect, root, detections_dir, crops_index, predictions, out)
+def _run(params: Params, root: Path) -> dict[str, Any]:
+    layout = Layout(root)
+    return flow_report(
+        params.flow_report,
+        params.detect,
+        root=root,
+        detections_dir=layout.detections,
+        crops_index=layout.crops_index,
+        predictions=layout.predictions,
+        out=layout.flow_outputs,
+    )
+
+
+STAGE = Stage(
+    name="flow_report",
+    run=_run,
+    deps=("data/detections", "data/crops/index.csv", "data/predictions.csv", "data/demo/videos"),
+    metrics=("metrics/flow.json",),
+    plots=(
+        "reports/people_counts",
+        "reports/people_counts.png",
+        "reports/class_counts.csv",
+        "reports/class_counts.png",
+    ),
+    params=("flow_report", "detect.interval", "detect.start", "detect.end"),
+)

@@ -21,6 +21,7 @@ from torch import nn
 from torchvision.models import mobilenet_v3_large, mobilenet_v3_small
 
 from tasks.boxes import padded_box
+from tasks.errors import LightweightError
 
 __all__ = [
     "ARCHITECTURES",
@@ -43,7 +44,7 @@ ARCHITECTURES = {"mobilenet_v3_small": mobilenet_v3_small, "mobilenet_v3_large":
 _REQUIRED = ("format", "arch", "names", "input_size", "mean", "std", "state_dict")
 
 
-class ClassifierError(ValueError):
+class ClassifierError(LightweightError, ValueError):
     """A classifier checkpoint or crop that cannot be used, with the reason."""
 
 

@@ -11,17 +11,16 @@ from typing import Any
 
 import torch
 from matplotlib.figure import Figure
-from prefect import task
 
 from tasks.atomic import atomic_file, write_json, write_png
-from tasks.caching import StepCachePolicy
-from tasks.config import ValConfig
+from tasks.config import Params, ValConfig
 from tasks.dataset import resolved_dataset_yaml
-from tasks.layout import ValOutputs
+from tasks.layout import Layout, ValOutputs
+from tasks.stage import Stage
 from tasks.timing import min_latencies
 from tasks.yolo import count_gflops, detection_model, load_checkpoint, validate
 
-__all__ = ["compare_models", "val_task"]
+__all__ = ["compare_models"]
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +61,7 @@ def _write_pr(curves: dict[str, tuple], out: ValOutputs) -> None:
     write_png(figure, out.pr_png)
 
 
-def compare_models(cfg: ValConfig, weights: dict[str, Path], data_yaml: Path, out: ValOutputs) -> dict[str, Any]:
+def compare_models(cfg: ValConfig, *, weights: dict[str, Path], data_yaml: Path, out: ValOutputs) -> dict[str, Any]:
     """Accuracy, size and CPU speed of each checkpoint in `weights` (the first is the baseline)."""
     models = {name: detection_model(load_checkpoint(path), path) for name, path in weights.items()}
     results: dict[str, dict[str, Any]] = {}
@@ -70,8 +69,14 @@ def compare_models(cfg: ValConfig, weights: dict[str, Path], data_yaml: Path, ou
     with tempfile.TemporaryDirectory(prefix="lightweight-val-") as scratch:
         data = resolved_dataset_yaml(data_yaml, Path(scratch))
         for name, path in weights.items():
-            metrics = validate(weights=path, data=data, imgsz=cfg.imgsz, batch=cfg.batch, workers=cfg.workers,
-                               run_dir=Path(scratch) / name)  # fmt: skip
+            metrics = validate(
+                weights=path,
+                data=data,
+                imgsz=cfg.imgsz,
+                batch=cfg.batch,
+                workers=cfg.workers,
+                run_dir=Path(scratch) / name,
+            )
             curves[name] = metrics.pr_curve
             results[name] = {
                 **metrics.to_dict(),
@@ -81,8 +86,9 @@ def compare_models(cfg: ValConfig, weights: dict[str, Path], data_yaml: Path, ou
     fused = {name: copy.deepcopy(model).fuse().eval() for name, model in models.items()}
     generator = torch.Generator().manual_seed(0)
     size = cfg.latency_imgsz
-    single = min_latencies(fused, torch.rand(1, 3, size, size, generator=generator), cfg.latency_repeats,
-                            cfg.latency_threads)  # fmt: skip
+    single = min_latencies(
+        fused, torch.rand(1, 3, size, size, generator=generator), cfg.latency_repeats, cfg.latency_threads
+    )
     batch = torch.rand(cfg.throughput_batch, 3, size, size, generator=generator)
     batched = min_latencies(fused, batch, max(3, cfg.latency_repeats // 4), cfg.latency_threads)
     baseline = next(iter(weights))
@@ -99,10 +105,24 @@ def compare_models(cfg: ValConfig, weights: dict[str, Path], data_yaml: Path, ou
     return results
 
 
-_VAL_CODE = ("tasks.evaluate", "tasks.timing", "tasks.dataset", "tasks.yolo")
+def _run(params: Params, root: Path) -> dict[str, Any]:
+    layout = Layout(root)
+    weights = {
+        "base": layout.base_weights,
+        "pruned": layout.prune_outputs.weights,
+        "finetuned": layout.finetuned_weights,
+    }
+    return compare_models(
+        params.val, weights=weights, data_yaml=params.model.data_yaml(layout.demo_data), out=layout.val_outputs
+    )
 
 
-@task(name="val", cache_policy=StepCachePolicy(code=_VAL_CODE, outputs=("out",)))
-def val_task(cfg: ValConfig, weights: dict[str, Path], data_yaml: Path, dataset: Path, out: ValOutputs) -> dict:
-    """Compare the detectors; `dataset` is the folder whose contents key the cache."""
-    return compare_models(cfg, weights, data_yaml, out)
+STAGE = Stage(
+    name="val",
+    run=_run,
+    deps=("models/base.pt", "models/pruned.pt", "models/finetuned.pt", "data/demo"),
+    uncached=("reports/compare.md",),
+    metrics=("metrics/val.json",),
+    plots=("reports/pr_curves.csv", "reports/pr_curves.png"),
+    params=("val", "model"),
+)

@@ -8,18 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from prefect import task
 
 from tasks.atomic import write_json
-from tasks.caching import StepCachePolicy
-from tasks.classifier_model import classifier_macs, load_classifier
-from tasks.config import DetectConfig
-from tasks.crop import read_crop_index
-from tasks.detect import read_summary
+from tasks.config import DetectConfig, Params
+from tasks.crop_index import read_crop_index
+from tasks.detections import read_summary
+from tasks.layout import Layout
+from tasks.mobilenet import classifier_macs, load_classifier
+from tasks.stage import Stage
 from tasks.yolo import count_gflops, detection_model, load_checkpoint
 from tasks.yolo.inference import letterbox_shape
 
-__all__ = ["compute_costs", "macs_task"]
+__all__ = ["compute_costs"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ def _every_frame(frames: int, detector_gmacs: float, crops_per_frame: float, gma
 
 def compute_costs(
     detect: DetectConfig,
+    *,
     detectors: dict[str, Path],
     classifier: Path,
     detections_dir: Path,
@@ -50,12 +51,18 @@ def compute_costs(
     reports = [r for r in read_summary(detections_dir) if r.status == "ok" and r.frames_read]
     crops = Counter(row["video"] for row in read_crop_index(crops_index))
     loaded = load_classifier(classifier)
-    classifier_cost = {"arch": loaded.arch, "input_size": list(loaded.input_size),
-                       "parameters": sum(p.numel() for p in loaded.network.parameters()),
-                       "gmacs_per_crop": round(classifier_macs(loaded) / 1e9, 6)}  # fmt: skip
+    classifier_cost = {
+        "arch": loaded.arch,
+        "input_size": list(loaded.input_size),
+        "parameters": sum(p.numel() for p in loaded.network.parameters()),
+        "gmacs_per_crop": round(classifier_macs(loaded) / 1e9, 6),
+    }
     shapes = {letterbox_shape((r.height, r.width), detect.imgsz) for r in reports} or {(detect.imgsz, detect.imgsz)}
-    models = {name: {f"{h}x{w}": _detector_gmacs(path, (h, w)) for h, w in sorted(shapes)}
-              for name, path in detectors.items() if path.is_file()}  # fmt: skip
+    models = {
+        name: {f"{h}x{w}": _detector_gmacs(path, (h, w)) for h, w in sorted(shapes)}
+        for name, path in detectors.items()
+        if path.is_file()
+    }
     used = next(iter(models))  # the detector the detect stage ran (listed first); the others for comparison
     per_crop = classifier_cost["gmacs_per_crop"]
     videos: dict[str, Any] = {}
@@ -63,8 +70,10 @@ def compute_costs(
         h, w = letterbox_shape((report.height, report.width), detect.imgsz)
         per_frame = {name: m[f"{h}x{w}"]["gmacs_per_frame"] for name, m in models.items()}
         crops_per_frame = crops[report.name] / report.sampled if report.sampled else 0.0
-        every = {name: _every_frame(report.frames_read, gmacs, crops_per_frame, per_crop)
-                 for name, gmacs in per_frame.items()}  # fmt: skip
+        every = {
+            name: _every_frame(report.frames_read, gmacs, crops_per_frame, per_crop)
+            for name, gmacs in per_frame.items()
+        }
         sampled = report.sampled * per_frame[used] + crops[report.name] * per_crop
         videos[report.name] = {
             "frames": report.frames_read,
@@ -77,8 +86,13 @@ def compute_costs(
         }
         for name in sorted(every.keys() - {used}):
             videos[report.name][f"gmacs_interval_1_{name}_detector"] = round(every[name], 3)
-    result = {"detectors": models, "detector_used": used, "classifier": classifier_cost,
-              "interval": detect.interval, "videos": videos}  # fmt: skip
+    result = {
+        "detectors": models,
+        "detector_used": used,
+        "classifier": classifier_cost,
+        "interval": detect.interval,
+        "videos": videos,
+    }
     if videos:
         shares = [v["detector_share"] for v in videos.values() if v["detector_share"] is not None]
         log.info("detector share of the compute: %.1f%%", 100 * float(np.mean(shares)) if shares else 0.0)
@@ -86,14 +100,22 @@ def compute_costs(
     return result
 
 
-@task(name="macs", cache_policy=StepCachePolicy(code=("tasks.cost",), outputs=("out",)))
-def macs_task(
-    detect: DetectConfig,
-    detectors: dict[str, Path],
-    classifier: Path,
-    detections_dir: Path,
-    crops_index: Path,
-    out: Path,
-) -> dict[str, Any]:
-    """Compute accounting for the people-flow run."""
-    return compute_costs(detect, detectors, classifier, detections_dir, crops_index, out)
+def _run(params: Params, root: Path) -> dict[str, Any]:
+    layout = Layout(root)
+    return compute_costs(
+        params.detect,
+        detectors={"detect": params.detect.weights_path(root), "base": layout.base_weights},
+        classifier=layout.classifier_weights,
+        detections_dir=layout.detections,
+        crops_index=layout.crops_index,
+        out=layout.macs,
+    )
+
+
+STAGE = Stage(
+    name="macs",
+    run=_run,
+    deps=("${detect.weights}", "models/base.pt", "models/classifier.pt", "data/detections", "data/crops/index.csv"),
+    metrics=("metrics/macs.json",),
+    params=("detect.imgsz", "detect.interval"),
+)

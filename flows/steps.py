@@ -1,0 +1,78 @@
+"""Registry stages as Prefect tasks: one task per stage, named after it, cached as DVC caches the stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import task, unmapped
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from tasks.caching import StageCachePolicy, StepCachePolicy
+from tasks.config import Params, RunnerConfig
+from tasks.detect import detect_video, find_videos, load_detector
+from tasks.detections import VideoReport, write_summary
+from tasks.layout import Layout
+from tasks.stage import Stage
+
+__all__ = ["detect_all", "run_stages", "task_runner"]
+
+
+def _stage_task(stage: Stage) -> Any:
+    return task(stage.run, name=stage.name, cache_policy=StageCachePolicy(stage=stage.name))
+
+
+@task(name="detect", cache_policy=StepCachePolicy(stage="detect", outputs=("out_csv",)))
+def detect_video_task(cfg: Any, weights: Path, video: Path, out_csv: Path) -> VideoReport:
+    """Sampled detection on one video (the unit the flow fans out)."""
+    return detect_video(load_detector(cfg, weights), cfg, video, out_csv)
+
+
+def task_runner(cfg: RunnerConfig) -> TaskRunner:
+    """The task runner the settings ask for: threads here, or a Dask cluster (given, or started locally)."""
+    if cfg.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if cfg.dask_address:
+            return DaskTaskRunner(address=cfg.dask_address)
+        cluster = {"n_workers": cfg.dask_workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
+        return DaskTaskRunner(cluster_kwargs=cluster)
+    return ThreadPoolTaskRunner(max_workers=cfg.threads)
+
+
+def detect_all(params: Params, root: Path, out_dir: Path | None = None) -> list[VideoReport]:
+    """Stage `detect` fanned out: one task per video on the runner `params.runner` selects, then summary.json.
+
+    The runner is chosen here, at run time, so a deployment run and a local run fan out alike.
+    """
+    out_dir = out_dir or Layout(root).detections
+    videos, reports = find_videos(params.detect.videos, root)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    current = {f"{video.stem}.csv" for video in videos} | {f"{report.name}.csv" for report in reports}
+    for stale in out_dir.glob("*.csv"):  # videos no longer configured
+        if stale.name not in current:
+            stale.unlink()
+    arguments = {
+        "cfg": unmapped(params.detect),
+        "weights": unmapped(params.detect.weights_path(root)),
+        "video": videos,
+        "out_csv": [out_dir / f"{video.stem}.csv" for video in videos],
+    }
+    with task_runner(params.runner) as runner:
+        reports.extend(future.result() for future in runner.map(detect_video_task, arguments))
+    write_summary(out_dir, reports)
+    return reports
+
+
+_FANNED_OUT = {"detect": detect_all}  # stages whose items run as tasks of their own, on the task runner
+
+
+def run_stages(stages: list[Stage], params: Params, root: Path) -> dict[str, Any]:
+    """Run `stages` in order as cached tasks; {stage name: what it returned}."""
+    results: dict[str, Any] = {}
+    for stage in stages:
+        if stage.name in _FANNED_OUT:
+            results[stage.name] = _FANNED_OUT[stage.name](params, root)
+        else:
+            results[stage.name] = _stage_task(stage)(params=params, root=root)
+    return results
