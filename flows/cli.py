@@ -17,7 +17,15 @@ from tasks.config import ConfigError, load_params
 from tasks.errors import LightweightError
 from tasks.layout import Layout, PruneOutputs
 from tasks.lock import project_lock
-from tasks.registry import PROJECT, StageError, dvc_differences, load_stage, stage_names, write_dvc_yaml
+from tasks.registry import (
+    PROJECT,
+    StageError,
+    declared_names,
+    dvc_differences,
+    load_stage,
+    stage_names,
+    write_dvc_yaml,
+)
 
 
 class _Commands(TyperGroup):
@@ -40,7 +48,7 @@ def _setup_logging() -> None:
 
 @app.command()
 def run(
-    stage: str = typer.Argument(..., help="a stage of dvc.yaml: " + ", ".join(stage_names())),
+    stage: str = typer.Argument(..., help="a stage of dvc.yaml: " + ", ".join(declared_names())),
     root: Path = typer.Option(Path("."), help="project folder holding params.yaml"),
 ) -> None:
     """Run one pipeline stage (what a dvc.yaml stage calls), without Prefect."""

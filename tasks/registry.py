@@ -23,6 +23,7 @@ __all__ = [
     "PROJECT",
     "StageError",
     "code_files",
+    "declared_names",
     "dvc_differences",
     "dvc_stage",
     "import_closure",
@@ -66,14 +67,15 @@ class StageError(LightweightError):
 
 
 @cache
-def _declared() -> tuple[str, ...]:
+def declared_names() -> tuple[str, ...]:
+    """The stage names, found by reading the modules' source (nothing imported), sorted."""
     return tuple(sorted(path.stem for path in TASKS.glob("*.py") if _declares_stage(path)))
 
 
 def load_stage(name: str) -> Stage:
     """The declaration in tasks/<name>.py (imports that module only)."""
-    if name not in _declared():
-        raise StageError(f"no stage {name!r}: stages are {', '.join(_declared())}")
+    if name not in declared_names():
+        raise StageError(f"no stage {name!r}: stages are {', '.join(declared_names())}")
     stage = importlib.import_module(f"tasks.{name}").STAGE
     if stage.name != name:
         raise StageError(f"tasks/{name}.py declares STAGE named {stage.name!r}: a stage is named after its module")
@@ -99,7 +101,7 @@ def _order(declared: list[Stage], params: Any) -> list[Stage]:
 
 def stages(params: Any = None) -> list[Stage]:
     """Every stage, in an order that runs producers first ("${...}" deps read from `params`, or the defaults)."""
-    return _order([load_stage(name) for name in _declared()], params if params is not None else _defaults())
+    return _order([load_stage(name) for name in declared_names()], params if params is not None else _defaults())
 
 
 def stage_names() -> list[str]:
@@ -194,7 +196,7 @@ def dvc_differences(dvc_yaml: dict[str, Any]) -> list[str]:
     """Where a parsed dvc.yaml disagrees with the registry, one line each; empty when they agree."""
     declared = dvc_yaml.get("stages") or {}
     problems = [
-        f"dvc.yaml stage {name!r}: no tasks/{name}.py declares it" for name in declared if name not in _declared()
+        f"dvc.yaml stage {name!r}: no tasks/{name}.py declares it" for name in declared if name not in declared_names()
     ]
     for stage in stages():
         if stage.name not in declared:

@@ -1,0 +1,57 @@
+"""One run per project folder: a second run fails at once naming the first; a killed run's lock is taken over."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from flows.cli import app
+from tasks.lock import LOCK_NAME, ProjectBusyError, project_lock
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from tasks.lock import project_lock
+with project_lock(Path(sys.argv[1]), "dvc repro (test holder)"):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def _holder(root: Path) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-c", HOLD, str(root)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stdout.readline().strip() == "held"
+    return process
+
+
+def test_a_second_run_fails_at_once_naming_the_holder(tmp_path: Path):
+    holder = _holder(tmp_path)
+    try:
+        with pytest.raises(ProjectBusyError) as error, project_lock(tmp_path, "lightweight flow"):
+            pass
+        message = str(error.value)
+        assert f"pid {holder.pid} (dvc repro (test holder)) since {time.strftime('%Y-%m-%d')}" in message
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump({}))
+        result = CliRunner().invoke(app, ["run", "demo_data", "--root", str(tmp_path)])
+        assert result.exit_code == 2 and f"pid {holder.pid}" in result.output
+        assert not (tmp_path / "data").exists()  # nothing was written
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_killed_runs_lock_is_taken_over(tmp_path: Path):
+    holder = _holder(tmp_path)
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    assert (tmp_path / LOCK_NAME).read_text()  # the file still names the dead holder
+    with project_lock(tmp_path, "after the kill"):
+        assert "after the kill" in (tmp_path / LOCK_NAME).read_text()
+    with project_lock(tmp_path):  # and it is free again once released
+        pass
