@@ -60,7 +60,7 @@ def detect_all(params: Params, root: Path, out_dir: Path | None = None) -> list[
     }
     with task_runner(params.runner) as runner:
         reports.extend(future.result() for future in runner.map(detect_video_task, arguments))
-    write_summary(out_dir, reports)
+    write_summary(out_dir, reports, root)
     return reports
 
 

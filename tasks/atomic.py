@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_dir", "atomic_file", "write_json", "write_png"]
+__all__ = ["atomic_dir", "atomic_file", "write_json", "write_png", "write_torch"]
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
@@ -101,6 +101,19 @@ def write_json(target: Path | str, payload: Any) -> Path:
     """Write `payload` as indented JSON, atomically."""
     with atomic_file(target) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    return Path(target)
+
+
+def write_torch(target: Path | str, payload: Any) -> Path:
+    """`torch.save`, atomically and byte-reproducibly.
+
+    Given a path, torch names the archive inside after the file (here a random temporary) and the same
+    checkpoint saved twice differs; given a file object it writes the fixed name "archive".
+    """
+    import torch
+
+    with atomic_file(target) as tmp, tmp.open("wb") as handle:
+        torch.save(payload, handle)
     return Path(target)
 
 

@@ -15,7 +15,7 @@ import torch
 import yaml
 from torch.nn import functional
 
-from tasks.atomic import atomic_file, write_json
+from tasks.atomic import atomic_file, write_json, write_torch
 from tasks.config import ClassifierConfig, Params
 from tasks.layout import Layout
 from tasks.mobilenet import (
@@ -206,8 +206,7 @@ def evaluate(classifier: Classifier, crops: CropSet, batch: int) -> dict[str, An
 def _save(classifier: Classifier, accuracy: float | None, out_weights: Path) -> None:
     ckpt = checkpoint_dict(classifier)
     ckpt["accuracy"] = accuracy
-    with atomic_file(out_weights) as tmp:
-        torch.save(ckpt, tmp)
+    write_torch(out_weights, ckpt)
 
 
 def prepare_classifier(

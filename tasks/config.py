@@ -23,6 +23,7 @@ __all__ = [
     "DetectConfig",
     "FinetuneConfig",
     "FlowReportConfig",
+    "LineSpec",
     "ModelConfig",
     "NightlyConfig",
     "Params",
@@ -30,6 +31,7 @@ __all__ = [
     "RunnerConfig",
     "SelectConfig",
     "StorageConfig",
+    "TrackConfig",
     "TrainingConfig",
     "ValConfig",
     "knob_overrides",
@@ -57,11 +59,11 @@ class DemoConfig(_Section):
     max_people: int = Field(6, ge=1, le=50)  # pedestrians per dataset image, drawn from 1..max_people
     distractors: int = Field(4, ge=0, le=50)  # non-person objects per image (cars, poles, bins, trees)
     videos: int = Field(2, ge=0, le=20)
-    video_frames: int = Field(240, ge=1)
+    video_frames: int = Field(600, ge=1)
     video_width: int = Field(640, ge=64, le=4096)
     video_height: int = Field(360, ge=64, le=4096)
     video_fps: int = Field(15, ge=1, le=120)
-    video_people: int = Field(8, ge=1, le=100)  # pedestrians crossing each video
+    video_people: int = Field(24, ge=1, le=100)  # pedestrians crossing each video, entering in turn
 
 
 class ModelConfig(_Section):
@@ -303,6 +305,58 @@ class ClassifyConfig(_Section):
     threads: int = Field(1, ge=0, le=64)  # torch CPU threads; 0 = one per core (slower on a shared machine)
 
 
+_Point = tuple[float, float]
+
+
+def _fmt(point: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in point) + ")"
+
+
+class LineSpec(_Section):
+    """A counting line: two points, in pixels or as fractions of the frame's width and height."""
+
+    points: tuple[_Point, _Point]  # [[x, y], [x, y]]: start, end; "in" = onto the left of start→end, as seen on screen
+    units: Literal["fraction", "pixels"]  # no default: [[0.5, 0], [0.5, 1]] means different lines in each
+
+    @model_validator(mode="after")
+    def _check(self) -> LineSpec:
+        start, end = self.points
+        if start == end:
+            raise ValueError(f"the two points are equal ({_fmt(start)}): a line needs two different points")
+        for point in self.points:
+            if min(point) < 0 or (self.units == "fraction" and max(point) > 1):
+                limit = "fractions of width and height, 0 to 1" if self.units == "fraction" else "pixels, 0 or more"
+                raise ValueError(f"point {_fmt(point)} is outside the frame ({limit})")
+        return self
+
+    def in_pixels(self, width: int, height: int) -> tuple[_Point, _Point]:
+        """The two points in pixels of a `width` x `height` frame."""
+        if self.units == "pixels":
+            return self.points
+        (x1, y1), (x2, y2) = self.points
+        return (x1 * width, y1 * height), (x2 * width, y2 * height)
+
+
+class TrackConfig(_Section):
+    """Tracking on the sampled detections, line crossings and the scoring against ground truth."""
+
+    # ByteTrack (supervision): boxes above this confidence are associated first; below it (down to 0.1) they can
+    # only continue a track; a new track needs this + 0.1.
+    track_activation_threshold: float = Field(0.25, gt=0, lt=0.9)
+    # Largest association cost 1 - IoU x confidence of a first-round match (0.8: IoU x confidence >= 0.2).
+    minimum_matching_threshold: float = Field(0.8, gt=0, lt=1)
+    lost_track_s: float = Field(2.0, gt=0)  # seconds a track survives unseen (behind someone, something) before it ends
+    # Boxes are widened by this share of their width/height on every side while associating ("buffered IoU"):
+    # between sparse samples a walker moves farther than a box's width, and plain IoU would fall to zero.
+    buffer: float = Field(0.5, ge=0, le=2)
+    anchor: Literal["bottom_center", "center"] = "bottom_center"  # the point of a box that crosses lines: the feet
+    # {video name or "*": {line name: line}}; by default one vertical line through the middle of every video
+    lines: dict[str, dict[str, LineSpec]] = Field(
+        default_factory=lambda: {"*": {"middle": LineSpec(points=((0.5, 0.0), (0.5, 1.0)), units="fraction")}}
+    )
+    match_iou: float = Field(0.5, gt=0, lt=1)  # scoring: a track box matches a true person at this IoU
+
+
 class Params(_Section):
     """All of `params.yaml`."""
 
@@ -321,6 +375,7 @@ class Params(_Section):
     nightly: NightlyConfig = NightlyConfig()
     classifier: ClassifierConfig = ClassifierConfig()
     classify: ClassifyConfig = ClassifyConfig()
+    track: TrackConfig = TrackConfig()
 
     @model_validator(mode="after")
     def _iterative_mode_is_complete(self) -> Params:

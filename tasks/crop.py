@@ -93,13 +93,13 @@ def crop_detections(cfg: CropConfig, *, root: Path, detections_dir: Path, out_di
     for report in reports:
         if not (detections_dir / f"{report.name}.csv").is_file():
             raise CropError(f"{detections_dir / report.name}.csv: missing; run the detect stage again")
-        video = Path(report.video) if Path(report.video).is_absolute() else root / report.video
+        video = report.path(root)
         if not video.is_file():
             raise CropError(f"{video}: the video these detections came from is gone")
     with atomic_dir(out_dir) as tmp:
         rows: list[tuple] = []
         for report in reports:
-            video = Path(report.video) if Path(report.video).is_absolute() else root / report.video
+            video = report.path(root)
             detections = _read_detections(detections_dir / f"{report.name}.csv")
             try:
                 video_rows = _crop_video(cfg, video, report.name, detections, tmp)

@@ -18,6 +18,7 @@ from tasks.layout import Layout
 from tasks.stage import Stage
 from tasks.synthetic import (
     COLOUR_NAMES,
+    Distractor,
     Pedestrian,
     Scene,
     random_distractor,
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 
 _SPLITS = {"train": 0, "val": 1}
 _VIDEO_STREAM = 2
+# Video walkers' lanes: their feet between these shares of the ground below the horizon, per direction.
+_LANES = {1: (0.3, 0.55), -1: (0.65, 0.98)}
+_OCCLUDER_DEPTH = 0.7  # video clutter stands at most this share of the ground below the horizon
 
 
 @dataclass(frozen=True)
@@ -98,25 +102,47 @@ class _Walker:
 
 
 def _walkers(rng: np.random.Generator, cfg: DemoConfig, scene: Scene) -> list[_Walker]:
-    low, high = _foot_range(scene, cfg.video_height)
+    """People entering in turn from alternate sides, spread over the video, so some are always coming and going.
+
+    Entry frames are spread evenly over -0.3 to 0.7 of the video (one slot each, jittered): some are mid-walk at
+    the first frame, the last still reach the middle, and the scene neither empties nor crowds. Each direction
+    keeps to its own lane, the far one rightwards and the near one leftwards, as on a pavement: people pass
+    behind one another but never through one another at the same depth, which no camera would see.
+    """
+    ground = cfg.video_height - scene.horizon
     walkers = []
-    for _ in range(cfg.video_people):
-        person = random_pedestrian(rng, scene, 0.0, rng.uniform(low, min(high, cfg.video_height * 0.98)))
-        direction = 1 if rng.random() < 0.5 else -1
+    for i in range(cfg.video_people):
+        direction = 1 if i % 2 == 0 else -1
+        near, far = _LANES[direction]
+        foot = scene.horizon + rng.uniform(near, far) * ground
+        person = random_pedestrian(rng, scene, 0.0, min(foot, cfg.video_height * 0.98))
         speed = direction * person.height * rng.uniform(0.02, 0.04)
         margin = person.height * 0.4
         x0 = -margin if direction > 0 else cfg.video_width + margin
-        start = int(rng.integers(-cfg.video_frames // 3, max(1, cfg.video_frames * 2 // 3)))
+        slot = (i + rng.uniform(0.0, 1.0)) / cfg.video_people  # in [0, 1): this walker's share of the video
+        start = int((slot - 0.3) * cfg.video_frames)
         walkers.append(_Walker(person, start, x0, speed))
     return walkers
+
+
+def _occluders(rng: np.random.Generator, scene: Scene, width: int, height: int, count: int) -> list[Distractor]:
+    """Clutter for the videos, no nearer than `_OCCLUDER_DEPTH` (a near car would hide a third of the frame for
+    seconds); the first is always a car off the middle of the frame, so people walk behind it."""
+    low = _foot_range(scene, height)[0]
+    near = scene.horizon + _OCCLUDER_DEPTH * (height - scene.horizon)
+    clutter = [random_distractor(rng, scene, rng.uniform(0, width), rng.uniform(low, near)) for _ in range(count)]
+    if clutter:
+        foot = scene.horizon + rng.uniform(0.5, _OCCLUDER_DEPTH) * (height - scene.horizon)
+        x = rng.uniform(0.15, 0.35) * width
+        clutter[0] = replace(clutter[0], kind="car", x=x, foot_y=foot, scale=scene.height_at(foot))
+    return clutter
 
 
 def _write_video(cfg: DemoConfig, index: int, root: Path) -> str:
     rng = _rng(cfg.seed, _VIDEO_STREAM, index)
     w, h = cfg.video_width, cfg.video_height
     scene = random_scene(rng, w, h)
-    low, high = _foot_range(scene, h)
-    clutter = [random_distractor(rng, scene, rng.uniform(0, w), rng.uniform(low, high)) for _ in range(cfg.distractors)]
+    clutter = _occluders(rng, scene, w, h, cfg.distractors)
     walkers = _walkers(rng, cfg, scene)
     name = f"street_{index:02d}"
     writer = cv2.VideoWriter(

@@ -41,6 +41,7 @@ class DetectError(LightweightError, ValueError):
 
 def find_videos(entries: list[str], root: Path) -> tuple[list[Path], list[VideoReport]]:
     """Expand files, folders and globs into videos; entries that name nothing become failed reports."""
+    root = root.resolve()  # videos are found as absolute paths; summary.json shows them relative to root
     videos: list[Path] = []
     failures: list[VideoReport] = []
     for entry in entries:
@@ -160,7 +161,7 @@ def detect_videos(cfg: DetectConfig, *, root: Path, out_dir: Path) -> list[Video
     with atomic_dir(out_dir) as tmp:
         for video in videos:
             reports.append(detect_video(detector, cfg, video, tmp / f"{video.stem}.csv"))
-        write_summary(tmp, reports)
+        write_summary(tmp, reports, root)
     failed = [r for r in reports if r.status == "failed"]
     for report in failed:
         log.error("failed: %s", report.error)

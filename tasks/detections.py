@@ -6,7 +6,7 @@ Kept apart from tasks/detect.py so that a reader of detections does not depend o
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from tasks.atomic import write_json
@@ -39,10 +39,24 @@ class VideoReport:
     decode_failures: int = 0  # frames skipped because they did not decode
     detections: int = 0
 
+    def path(self, root: Path) -> Path:
+        """The video file, for a project folder `root`."""
+        return Path(self.video) if Path(self.video).is_absolute() else root / self.video
 
-def write_summary(out_dir: Path, reports: list[VideoReport]) -> Path:
-    """summary.json beside the CSVs: one report per video, failures included."""
-    return write_json(out_dir / SUMMARY_NAME, {"videos": [asdict(r) for r in reports]})
+
+def write_summary(out_dir: Path, reports: list[VideoReport], root: Path | None = None) -> Path:
+    """summary.json beside the CSVs: one report per video, failures included.
+
+    Videos inside the project folder `root` are written relative to it, so the same project gives the same
+    file wherever it is checked out (readers resolve them against their root again).
+    """
+    rows = []
+    for report in reports:
+        video = Path(report.video)
+        if root is not None and video.is_absolute() and video.is_relative_to(root.resolve()):
+            report = replace(report, video=video.relative_to(root.resolve()).as_posix())
+        rows.append(asdict(report))
+    return write_json(out_dir / SUMMARY_NAME, {"videos": rows})
 
 
 def read_summary(out_dir: Path) -> list[VideoReport]:

@@ -215,7 +215,7 @@ def flow_report(
         if report.status != "ok":
             videos[report.name] = {"status": "failed", "error": report.error}
             continue
-        video = Path(report.video) if Path(report.video).is_absolute() else root / report.video
+        video = report.path(root)
         classes = classes_by_video.get(report.name, {})
         metrics, rows = _video_metrics(cfg, detect, report, video, detections_dir / f"{report.name}.csv", classes)
         videos[report.name] = metrics

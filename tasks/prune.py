@@ -19,7 +19,7 @@ import yaml
 from matplotlib.figure import Figure
 from torch import nn
 
-from tasks.atomic import atomic_file, write_json, write_png
+from tasks.atomic import atomic_file, write_json, write_png, write_torch
 from tasks.config import FinetuneConfig, Params, PruneConfig
 from tasks.dataset import resolved_dataset_yaml
 from tasks.errors import LightweightError
@@ -98,8 +98,7 @@ def _write_model(ckpt: dict[str, Any], model: nn.Module, weights: Path, model_ya
         raise RuntimeError("internal error: the network rebuilt from the yaml computes something else")
     with atomic_file(model_yaml) as tmp:
         tmp.write_text(yaml.safe_dump(yaml_dict, sort_keys=False))
-    with atomic_file(weights) as tmp:
-        torch.save(merged_checkpoint(ckpt, model, yaml_dict), tmp)
+    write_torch(weights, merged_checkpoint(ckpt, model, yaml_dict))
     return yaml_dict
 
 

@@ -72,6 +72,7 @@ def tiny_params() -> dict:
         "flow_report": FlowReportConfig().model_dump(),
         "classifier": TINY_CLASSIFIER.model_dump(mode="json"),
         "classify": TINY_CLASSIFY.model_dump(mode="json"),
+        "track": {"lines": {"*": {"middle": {"points": [[0.5, 0.0], [0.5, 1.0]], "units": "fraction"}}}},
     }
 
 

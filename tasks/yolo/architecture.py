@@ -8,7 +8,6 @@ syntax with `depth_multiple: 1.0`, `width_multiple: 1.0` and every width written
 from __future__ import annotations
 
 import copy
-from datetime import datetime
 from typing import Any
 
 import torch
@@ -130,7 +129,7 @@ def merged_checkpoint(source: dict[str, Any], pruned: nn.Module, yaml_dict: dict
         "optimizer": None,
         "opt": copy.deepcopy(source.get("opt")),
         "git": copy.deepcopy(source.get("git")),
-        "date": datetime.now().isoformat(),
+        "date": source.get("date"),  # the source's: the same inputs give a byte-identical checkpoint
     }
 
 
