@@ -24,6 +24,8 @@ demo: venv
 
 test: venv
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lightweight dag
 	$(BIN)/python -m pytest
 
 test-fast: venv

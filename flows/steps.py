@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from prefect import task, unmapped
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from tasks.caching import StageCachePolicy, StepCachePolicy
+from tasks.caching import StageCachePolicy, StepCachePolicy, fingerprint
 from tasks.config import Params, RunnerConfig
 from tasks.detect import detect_video, find_videos, load_detector
 from tasks.detections import VideoReport, write_summary
@@ -18,8 +19,34 @@ from tasks.stage import Stage
 __all__ = ["detect_all", "run_stages", "task_runner"]
 
 
+@dataclass(frozen=True)
+class _Done:
+    value: Any  # what the stage returned
+    outputs: dict[str, Any]  # the contents it left, to tell a cached result from outputs another run replaced
+
+
+def _outputs(stage: Stage, params: Params, root: Path) -> dict[str, Any]:
+    return {out: fingerprint(stage.resolve(out, params, root)) for out in stage.outputs}
+
+
 def _stage_task(stage: Stage) -> Any:
-    return task(stage.run, name=stage.name, cache_policy=StageCachePolicy(stage=stage.name))
+    def run(params: Params, root: Path) -> _Done:
+        value = stage.run(params, root)
+        return _Done(value, _outputs(stage, params, root))
+
+    run.__doc__ = stage.run.__doc__
+    return task(run, name=stage.name, cache_policy=StageCachePolicy(stage=stage.name))
+
+
+def _run_stage(stage: Stage, params: Params, root: Path) -> Any:
+    """The stage as a cached task; a cached result whose outputs were since replaced (by a run with other
+    params, say) runs again, so what is on disk is always what the returned result describes."""
+    step = _stage_task(stage)
+    state = step(params=params, root=root, return_state=True)
+    done: _Done = state.result()
+    if done.outputs != _outputs(stage, params, root):
+        done = step.with_options(refresh_cache=True)(params=params, root=root)
+    return done.value
 
 
 @task(name="detect", cache_policy=StepCachePolicy(stage="detect", outputs=("out_csv",)))
@@ -74,5 +101,5 @@ def run_stages(stages: list[Stage], params: Params, root: Path) -> dict[str, Any
         if stage.name in _FANNED_OUT:
             results[stage.name] = _FANNED_OUT[stage.name](params, root)
         else:
-            results[stage.name] = _stage_task(stage)(params=params, root=root)
+            results[stage.name] = _run_stage(stage, params, root)
     return results

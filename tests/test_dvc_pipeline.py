@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, STAGES, TINY_DEMO, TINY_DETECT, VIDEO_STAGES, tiny_params
+from tests.conftest import REPO, STAGES, TINY_DEMO, TINY_DETECT, tiny_params
+from tests.dag import expected_reruns, importers, snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -37,14 +38,12 @@ def ran(output: str) -> set[str]:
     return {stage for stage in STAGES if f"Running stage '{stage}'" in output}
 
 
-def reran(output: str) -> set[str]:
-    """The stages that ran, counting detect as "detect and the video stages after it".
-
-    DVC skips a stage whose deps are byte-identical: a new tiny detector that finds the same boxes leaves
-    the crops unchanged, and classify is then rightly skipped.
-    """
-    stages = ran(output)
-    return stages | set(VIDEO_STAGES) if "detect" in stages else stages
+def repro_after(project: Path, **sections: dict) -> tuple[set[str], set[str]]:
+    """Set params, `dvc repro`: (the stages DVC ran, the stages whose params, code or input contents changed)."""
+    before = snapshot(project)
+    set_params(project, **sections)
+    output = sh(project, "dvc", "repro")
+    return ran(output), expected_reruns(before, snapshot(project))
 
 
 @pytest.fixture
@@ -71,29 +70,39 @@ def test_repro_reruns_only_what_changed(project: Path):
     assert "up to date" in sh(project, "dvc", "status")
 
     assert json.loads((project / "metrics" / "flow.json").read_text())["interval"] == TINY_DETECT.interval
-    set_params(project, detect={"interval": 3})
-    assert reran(sh(project, "dvc", "repro")) == set(VIDEO_STAGES)
-    assert json.loads((project / "metrics" / "flow.json").read_text())["interval"] == 3
+    for change, certain in (
+        ({"detect": {"interval": 3}}, {"detect", "flow_report", "macs", "track"}),
+        ({"finetune": {"epochs": 2}}, {"finetune", "val"}),
+        ({"prune": {"ratio": 0.37}}, {"prune", "finetune", "val"}),
+        ({"prune": {"iterative_steps": 2}, "finetune": {"epochs_per_step": 1}}, {"prune", "finetune", "val"}),
+        ({"finetune": {"epochs": 1}}, {"finetune", "val"}),  # the final fine-tune only: prune's is unchanged
+        ({"base": {"imgsz": 96}}, {"base", "prune", "finetune", "val"}),
+    ):
+        done, expected = repro_after(project, **change)
+        assert done == expected, change  # exactly what changed, by params, code and input contents
+        assert certain <= done, change  # and at least what reads the changed params
+        if "detect" in change:
+            assert json.loads((project / "metrics" / "flow.json").read_text())["interval"] == 3
+        if "prune" in change and "ratio" in change["prune"]:
+            assert json.loads((project / "metrics" / "prune.json").read_text())["ratio"] == 0.37
+        if "iterative_steps" in change.get("prune", {}):
+            steps = json.loads((project / "metrics" / "prune.json").read_text())["steps"]
+            assert [step.get("epochs") for step in steps] == [1, None]  # trained between steps, not after the last
 
-    set_params(project, finetune={"epochs": 2})
-    assert reran(sh(project, "dvc", "repro")) == {"finetune", "val", *VIDEO_STAGES}
+    done, expected = repro_after(project, demo_data={"seed": TINY_DEMO.seed + 1})
+    assert done == set(STAGES) == expected
 
-    set_params(project, prune={"ratio": 0.37})
-    assert reran(sh(project, "dvc", "repro")) == {"prune", "finetune", "val", *VIDEO_STAGES}
-    assert json.loads((project / "metrics" / "prune.json").read_text())["ratio"] == 0.37
 
-    set_params(project, prune={"iterative_steps": 2}, finetune={"epochs_per_step": 1})  # iterative mode
-    assert reran(sh(project, "dvc", "repro")) == {"prune", "finetune", "val", *VIDEO_STAGES}
-    steps = json.loads((project / "metrics" / "prune.json").read_text())["steps"]
-    assert [step.get("epochs") for step in steps] == [1, None]  # trained between the steps, not after the last
-    set_params(project, finetune={"epochs": 1})  # the final fine-tune only: prune's step training is unchanged
-    assert reran(sh(project, "dvc", "repro")) == {"finetune", "val", *VIDEO_STAGES}
-
-    set_params(project, base={"imgsz": 96})
-    assert reran(sh(project, "dvc", "repro")) == {"base", "prune", "finetune", "val", *VIDEO_STAGES}
-
-    set_params(project, demo={"seed": TINY_DEMO.seed + 1})
-    assert ran(sh(project, "dvc", "repro")) == set(STAGES)
+def test_editing_a_helper_module_reruns_exactly_its_importers(project: Path):
+    sh(project, "dvc", "repro")
+    before = snapshot(project)
+    with (project / "tasks" / "boxes.py").open("a") as handle:
+        handle.write("\n# an edit that changes nothing computed\n")
+    users = importers("tasks/boxes.py")
+    assert {"crop", "classifier", "classify", "flow_report"} <= users and not users & {"base", "detect"}
+    assert set(json.loads(sh(project, "dvc", "status", "--json"))) == users
+    done = ran(sh(project, "dvc", "repro"))
+    assert done == users == expected_reruns(before, snapshot(project), frozenset({"tasks/boxes.py"}))
 
 
 def test_a_bad_param_fails_the_stage_before_any_work(project: Path):

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["CHECKPOINT_GLOBALS"]
+__all__ = ["CHECKPOINT_GLOBALS", "allowed_global_names"]
 
 
 def _yolov5_modules() -> list[type]:
@@ -20,23 +20,60 @@ def _yolov5_modules() -> list[type]:
 
     return [
         # detection/segmentation/classification models and their heads
-        yolo.DetectionModel, yolo.SegmentationModel, yolo.ClassificationModel,
-        yolo.Detect, yolo.Segment,
+        yolo.DetectionModel,
+        yolo.SegmentationModel,
+        yolo.ClassificationModel,
+        yolo.Detect,
+        yolo.Segment,
         # building blocks the stock yamls use
-        common.Conv, common.DWConv, common.DWConvTranspose2d, common.Bottleneck, common.BottleneckCSP,
-        common.CrossConv, common.C3, common.C3x, common.C3TR, common.C3SPP, common.C3Ghost,
-        common.SPP, common.SPPF, common.Focus, common.GhostConv, common.GhostBottleneck,
-        common.Contract, common.Expand, common.Concat, common.Proto, common.Classify,
-        common.TransformerLayer, common.TransformerBlock,
-        experimental.Sum, experimental.MixConv2d,
-    ]  # fmt: skip
+        common.Conv,
+        common.DWConv,
+        common.DWConvTranspose2d,
+        common.Bottleneck,
+        common.BottleneckCSP,
+        common.CrossConv,
+        common.C3,
+        common.C3x,
+        common.C3TR,
+        common.C3SPP,
+        common.C3Ghost,
+        common.SPP,
+        common.SPPF,
+        common.Focus,
+        common.GhostConv,
+        common.GhostBottleneck,
+        common.Contract,
+        common.Expand,
+        common.Concat,
+        common.Proto,
+        common.Classify,
+        common.TransformerLayer,
+        common.TransformerBlock,
+        experimental.Sum,
+        experimental.MixConv2d,
+    ]
 
 
 _TORCH_MODULES: list[type] = [
-    nn.Sequential, nn.ModuleList, nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.SiLU, nn.ReLU,
-    nn.LeakyReLU, nn.Hardswish, nn.Identity, nn.Upsample, nn.MaxPool2d, nn.AdaptiveAvgPool2d,
-    nn.Dropout, nn.Linear, nn.Flatten, nn.MultiheadAttention, nn.modules.linear.NonDynamicallyQuantizableLinear,
-]  # fmt: skip
+    nn.Sequential,
+    nn.ModuleList,
+    nn.Conv2d,
+    nn.ConvTranspose2d,
+    nn.BatchNorm2d,
+    nn.SiLU,
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.Hardswish,
+    nn.Identity,
+    nn.Upsample,
+    nn.MaxPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.Dropout,
+    nn.Linear,
+    nn.Flatten,
+    nn.MultiheadAttention,
+    nn.modules.linear.NonDynamicallyQuantizableLinear,
+]
 
 # numpy scalars/arrays appear in `best_fitness` and in some `opt` values
 _NUMPY: list[Callable[..., Any] | type] = [
@@ -80,3 +117,17 @@ def _build() -> list[Any]:
 
 
 CHECKPOINT_GLOBALS: list[Any] = _build()
+
+
+def _pickle_name(entry: Any) -> str:
+    """The `module.qualname` a pickle uses for an allow-list entry (an alias tuple carries its own name)."""
+    if isinstance(entry, tuple):
+        return entry[1]
+    return f"{entry.__module__}.{entry.__qualname__}"
+
+
+def allowed_global_names() -> frozenset[str]:
+    """Every global `torch.load(weights_only=True)` accepts under the allow-list: torch's own and ours."""
+    from torch import _weights_only_unpickler
+
+    return frozenset(_weights_only_unpickler._get_allowed_globals()) | {_pickle_name(g) for g in CHECKPOINT_GLOBALS}

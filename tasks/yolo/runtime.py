@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import pickle
 import shutil
+import sys
+import threading
+import types
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import torch
 
 from tasks.yolo.allowlist import CHECKPOINT_GLOBALS
 
-__all__ = ["provide_fonts", "yolov5_runtime"]
+__all__ = ["allowlisted_loading", "nms_without_time_limit", "provide_fonts", "yolov5_runtime"]
 
 # YOLOv5 downloads these from the internet on first plot; a bundled DejaVu Sans serves instead.
 _FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")
@@ -37,15 +42,85 @@ def provide_fonts() -> Path:
     return config_dir
 
 
+def _untimed(nms: Callable[..., Any]) -> Callable[..., Any]:
+    """`nms` reading a clock that never advances: the same code, without its wall-clock cut-off."""
+    frozen_clock = types.SimpleNamespace(time=lambda: 0.0)
+    untimed = types.FunctionType(
+        nms.__code__, {**nms.__globals__, "time": frozen_clock}, nms.__name__, nms.__defaults__
+    )
+    untimed.__kwdefaults__ = nms.__kwdefaults__
+    untimed.__doc__, untimed.__module__, untimed.__qualname__ = nms.__doc__, nms.__module__, nms.__qualname__
+    untimed.__wrapped__ = nms  # type: ignore[attr-defined]
+    return untimed
+
+
+def nms_without_time_limit() -> Callable[..., Any]:
+    """Make every YOLOv5 module call a `non_max_suppression` without its time limit; return that function.
+
+    YOLOv5 stops NMS once a batch has taken 0.5 + 0.05 * batch seconds of wall time and returns no boxes
+    for the rest of the batch. On a busy CPU that silently changed val mAP, hence which epoch train.py
+    keeps as best.pt and when it stops early, and dropped detections from whole frames of a video.
+    """
+    from yolov5.utils import general
+
+    current = general.non_max_suppression
+    original = getattr(current, "__wrapped__", current)
+    untimed = current if current is not original else _untimed(original)
+    # Modules that did `from yolov5.utils.general import non_max_suppression` hold their own reference.
+    for name, module in list(sys.modules.items()):
+        if name.startswith("yolov5") and getattr(module, "non_max_suppression", None) is original:
+            module.non_max_suppression = untimed
+    return untimed
+
+
+# torch's `safe_globals` context removes its entries on exit, even while an outer context or another thread
+# still loads: so one shared context is entered by the first user and left by the last.
+_ALLOWLIST = torch.serialization.safe_globals(CHECKPOINT_GLOBALS)
+_allowlist_lock = threading.Lock()
+_allowlist_users = 0
+
+
+@contextmanager
+def _allowlist_entered() -> Iterator[None]:
+    global _allowlist_users
+    with _allowlist_lock:
+        if _allowlist_users == 0:
+            _ALLOWLIST.__enter__()
+        _allowlist_users += 1
+    try:
+        yield
+    finally:
+        with _allowlist_lock:
+            _allowlist_users -= 1
+            if _allowlist_users == 0:
+                _ALLOWLIST.__exit__(None, None, None)
+
+
+@contextmanager
+def allowlisted_loading() -> Iterator[None]:
+    """`torch.load` limited to the checkpoint allow-list (on top of torch's own `weights_only` set); nests."""
+    with warnings.catch_warnings(), _allowlist_entered():
+        warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
+        # Pickles of other protocols fail or are refused with our own message; the warning adds nothing.
+        warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+        yield
+
+
 @contextmanager
 def yolov5_runtime() -> Iterator[None]:
-    """Run YOLOv5 code with fonts in place and `torch.load` limited to the checkpoint allow-list.
+    """Run YOLOv5 code with fonts in place, NMS without its time limit, `torch.load` limited to the allow-list.
 
     YOLOv5 calls `torch.load` without `weights_only`, whose default is now True; inside this
-    context those calls accept exactly the classes a YOLOv5 checkpoint is made of, nothing else.
+    context those calls accept exactly the classes a YOLOv5 checkpoint is made of, nothing else,
+    and a refusal is reported in LightWeight's words (torch's advises loading the file unsafely).
     """
     provide_fonts()
-    with warnings.catch_warnings(), torch.serialization.safe_globals(CHECKPOINT_GLOBALS):
-        warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
+    with allowlisted_loading():
         warnings.filterwarnings("ignore", category=FutureWarning, module="yolov5")
-        yield
+        nms_without_time_limit()
+        try:
+            yield
+        except pickle.UnpicklingError as error:
+            from tasks.yolo.checkpoint import refusal
+
+            raise refusal(None, error) from None

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import yaml
 
+from tasks.yolo.checkpoint import load_checkpoint
 from tasks.yolo.runtime import yolov5_runtime
 
-__all__ = ["ValMetrics", "default_hyp", "train", "validate"]
+__all__ = ["THREADS", "ValMetrics", "default_hyp", "train", "validate"]
 
 log = logging.getLogger(__name__)
+
+THREADS = 2
+"""torch intra-op threads while training and validating. Fixed, not one per core: ATen's CPU reductions
+(the loss, BatchNorm statistics) add per-thread partial sums, so another thread count gives other weights."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +57,67 @@ def _local(weights: Path | str) -> str:
     path = Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"{weights}: weights not found")
+    load_checkpoint(path)  # a refused or unreadable file fails here, in our words, before YOLOv5's torch.load
     return str(path.resolve())
+
+
+@contextmanager
+def _fixed_threads(threads: int) -> Iterator[None]:
+    """`threads` torch intra-op threads for the duration; the process's own settings back afterwards.
+
+    Also restores `torch.use_deterministic_algorithms`, which YOLOv5's init_seeds turns on for the whole process.
+    """
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    previous, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
+def _warn_if_fewer_cores(workers: int) -> None:
+    """YOLOv5 quietly uses min(workers, cores) loader processes; each has its own augmentation RNG stream."""
+    cores = os.cpu_count() or 1
+    if workers > cores:
+        log.warning(
+            f"{workers} data-loader workers asked, {cores} CPU cores: YOLOv5 runs {cores}, so its augmentations "
+            f"(and the weights) differ from those of a machine with {workers} or more cores"
+        )
+
+
+def _portable(value: Any, folders: tuple[tuple[Path, str], ...]) -> Any:
+    """An absolute path as one relative to the first of `folders` holding it (after its label), else its name.
+
+    Absolute paths differ between clones, machines and working folders; `opt` is only a record (a stripped
+    best.pt cannot resume).
+    """
+    if not isinstance(value, str) or not Path(value).is_absolute():
+        return value
+    for folder, label in folders:
+        if Path(value).is_relative_to(folder):
+            return str(Path(label) / Path(value).relative_to(folder))
+    return Path(value).name
+
+
+def _reproducible_checkpoint(path: Path, run_dir: Path) -> None:
+    """Rewrite train.py's checkpoint without what differs between identical trainings.
+
+    Those are the wall-clock `date` (set to None) and the absolute paths in `opt`: the scratch run folder
+    (random), the virtualenv's yolov5 package, the clone, the weights. Same weights then give the same bytes, so
+    `dvc repro -f` reproduces the hash in dvc.lock. The zip's inner folder is named after the file: saved in place.
+    """
+    import yolov5
+
+    ckpt = load_checkpoint(path)
+    folders = ((run_dir.absolute(), "."), (Path(yolov5.__file__).parent, "yolov5"))
+    ckpt["date"] = None
+    if isinstance(ckpt.get("opt"), dict):
+        ckpt["opt"] = {key: _portable(value, folders) for key, value in ckpt["opt"].items()}
+    torch.save(ckpt, path)
 
 
 def default_hyp() -> dict[str, Any]:
@@ -71,8 +140,14 @@ def train(
     patience: int,
     seed: int,
     hyp: dict[str, float] | None = None,
+    threads: int = THREADS,
 ) -> Path:
-    """Train with YOLOv5's train.py; returns the `best.pt` it writes (train.py's checkpoint format)."""
+    """Train with YOLOv5's train.py; returns the `best.pt` it writes (train.py's checkpoint format).
+
+    Reruns give the same bytes: YOLOv5 seeds python, numpy, torch and each loader worker from `seed` and turns
+    on deterministic algorithms; LightWeight fixes the thread count, takes the wall clock out of NMS (see
+    `yolov5_runtime`) and the date and scratch paths out of the checkpoint.
+    """
     from yolov5 import train as yolov5_train
     from yolov5.utils.callbacks import Callbacks
 
@@ -99,7 +174,8 @@ def train(
         exist_ok=True,
         noplots=True,  # label histograms and batch mosaics cost minutes on a CPU
     )
-    with yolov5_runtime():
+    _warn_if_fewer_cores(workers)
+    with yolov5_runtime(), _fixed_threads(threads):
         opt = yolov5_train.parse_opt(known=True)
         for key, value in options.items():
             setattr(opt, key, value)
@@ -108,11 +184,14 @@ def train(
     best = Path(opt.save_dir) / "weights" / "best.pt"
     if not best.is_file():
         raise RuntimeError(f"YOLOv5 training finished without writing {best}")
+    _reproducible_checkpoint(best, run_dir)
     return best
 
 
-def validate(*, weights: Path, data: Path, imgsz: int, batch: int, workers: int, run_dir: Path) -> ValMetrics:
-    """Evaluate a checkpoint on the val split with YOLOv5's val.py."""
+def validate(
+    *, weights: Path, data: Path, imgsz: int, batch: int, workers: int, run_dir: Path, threads: int = THREADS
+) -> ValMetrics:
+    """Evaluate a checkpoint on the val split with YOLOv5's val.py (same numbers on every run, see `train`)."""
     from yolov5 import val as yolov5_val
     from yolov5.utils.callbacks import Callbacks
 
@@ -126,7 +205,7 @@ def validate(*, weights: Path, data: Path, imgsz: int, batch: int, workers: int,
     # val.run() reports only summary numbers; the matches behind its PR curve are taken on the way.
     yolov5_val.ap_per_class = keep_matches
     try:
-        with yolov5_runtime():
+        with yolov5_runtime(), _fixed_threads(threads):
             (precision, recall, map50, map50_95, *_losses), *_per_class = yolov5_val.run(
                 data=str(data),
                 weights=_local(weights),
