@@ -22,6 +22,7 @@ from torchvision.models import mobilenet_v3_large, mobilenet_v3_small
 
 from tasks.boxes import padded_box
 from tasks.errors import LightweightError
+from tasks.pickles import pickle_globals, torch_refusal_detail
 
 __all__ = [
     "ARCHITECTURES",
@@ -117,6 +118,20 @@ def _validated(ckpt: Any, path: Path) -> dict[str, Any]:
     return ckpt
 
 
+def _refusal(path: Path, error: Exception) -> ClassifierError:
+    """Our words for a file torch would not load: the globals it names, never torch's advice to load it unsafely."""
+    from torch._weights_only_unpickler import _get_allowed_globals  # what weights_only=True admits
+
+    allowed = set(_get_allowed_globals())
+    refused = [name for name in pickle_globals(path) if name not in allowed and f"builtins.{name}" not in allowed]
+    if refused:
+        return ClassifierError(
+            f"{path}: refused to load: it references {', '.join(refused)}, more than a classifier checkpoint "
+            "(a dict of tensors, numbers and strings) holds. Nothing in the file was executed."
+        )
+    return ClassifierError(f"{path}: not a readable torch checkpoint ({torch_refusal_detail(error)})")
+
+
 def load_classifier(path: Path | str) -> Classifier:
     """Load and check a classifier checkpoint; every problem is a ClassifierError naming the file."""
     path = Path(path)
@@ -125,7 +140,7 @@ def load_classifier(path: Path | str) -> Classifier:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises pickle, zip and safe-globals errors alike
-        raise ClassifierError(f"{path}: not loadable with torch.load(weights_only=True): {error}") from error
+        raise _refusal(path, error) from None
     ckpt = _validated(raw, path)
     names = tuple(ckpt["names"])
     head = ckpt["state_dict"].get("classifier.3.weight")
