@@ -133,8 +133,6 @@ def test_unsafe_pickles_and_missing_files_are_refused(tmp_path: Path):
     torch.save({"model": build_network("mobilenet_v3_small", 2)}, tmp_path / "module.pt")  # a pickled nn.Module
     refused = r"module\.pt: refused to load: it references torchvision\.models\."
     with pytest.raises(ClassifierError, match=refused) as error:
-        ClassifierError, match=r"module\.pt: refused to load: it references torchvision\.models\."
-    ) as error:
         load_classifier(tmp_path / "module.pt")
     assert "weights_only" not in str(error.value)
     with pytest.raises(ClassifierError, match=r"absent\.pt: classifier checkpoint not found"):
