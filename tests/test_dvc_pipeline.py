@@ -1,6 +1,7 @@
 """The DVC pipeline: `dvc repro` reruns exactly the stages whose code, data or params changed."""
 
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tasks.select import collect_candidates
 from tests.conftest import REPO, STAGES, TINY_DEMO, TINY_DETECT, tiny_params
 from tests.dag import expected_reruns, importers, snapshot
 
@@ -119,7 +121,7 @@ def test_ratio_sweep_with_dvc_experiments(project: Path):
     sh(project, "dvc", "repro")
     sh(project, "git", "add", "-A")
     sh(project, "git", "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", "baseline")
-    for ratio in (0.25, 0.5):
+    for ratio in (0.25, 0.75):
         sh(project, "dvc", "exp", "run", "--queue", "-S", f"prune.ratio={ratio}")
     sh(project, "dvc", "exp", "run", "--run-all")
     shown = json.loads(sh(project, "dvc", "exp", "show", "--json", "--no-fetch"))
@@ -130,17 +132,36 @@ def test_ratio_sweep_with_dvc_experiments(project: Path):
                 data = revision.get("data", {})
                 ratio = data["params"]["params.yaml"]["data"]["prune"]["ratio"]
                 found[ratio] = data["metrics"]["metrics/val.json"]["data"]["finetuned"]["parameters"]
-    assert set(found) == {0.25, 0.5}
-    assert found[0.5] < found[0.25]  # more pruning, fewer parameters
+    assert set(found) == {0.25, 0.75}
+    assert found[0.75] < found[0.25]  # more pruning, fewer parameters
 
-    # A drop of 1.0 admits every candidate: the pick is the fastest, read back from the DVC cache.
-    picked = sh(project, "lightweight", "select", "--max-drop", "1.0")
-    assert "selected" in picked and (project / "models" / "selected.pt").is_file()
-    rows = list(csv.DictReader((project / "reports" / "candidates.csv").open()))
-    assert {float(row["ratio"]) for row in rows} >= {0.25, 0.5}
-    fastest = min(rows, key=lambda row: float(row["latency_ms"]))
-    assert fastest["selected"] == "True" and f"prune.ratio={fastest['ratio']}" in picked
+    # A budget that excludes the least accurate candidate: the pick is the fastest of the rest, and
+    # models/selected.pt is that experiment's fine-tuned checkpoint, byte for byte, out of the DVC cache.
+    candidates = collect_candidates(project)
+    drops = sorted({c.map50_drop for c in candidates})
+    assert len(drops) > 1, f"all candidates scored alike, no budget tells them apart: {candidates}"
+    budget = (drops[-1] + drops[-2]) / 2
+    excluded = [c for c in candidates if c.map50_drop > budget]
+    expected = min((c for c in candidates if c.map50_drop <= budget), key=lambda c: c.latency_ms)
+    picked = sh(project, "lightweight", "select", "--max-drop", repr(budget))
+    assert f"selected {expected.name}:" in picked and excluded
+    lock = (
+        sh(project, "git", "show", f"{expected.rev}:dvc.lock") if expected.rev else (project / "dvc.lock").read_text()
+    )
+    (finetuned,) = yaml.safe_load(lock)["stages"]["finetune"]["outs"]
+    assert hashlib.md5((project / "models" / "selected.pt").read_bytes()).hexdigest() == finetuned["md5"]
+    rows = {row["name"]: row for row in csv.DictReader((project / "reports" / "candidates.csv").open())}
+    assert [name for name, row in rows.items() if row["selected"] == "True"] == [expected.name]
     assert (project / "reports" / "pareto.png").read_bytes().startswith(b"\x89PNG")
     from tasks.yolo import describe_checkpoint
 
     assert describe_checkpoint(project / "models" / "selected.pt").nc == 1
+
+    # A budget nobody meets fails, naming it, and writes no checkpoint.
+    (project / "models" / "selected.pt").unlink()
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    command = ["lightweight", "select", "--max-drop", repr(drops[0] / 2)] if drops[0] > 0 else None
+    if command:
+        failed = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, check=False)
+        assert failed.returncode == 2 and "no experiment within a mAP50 drop of" in failed.stderr
+        assert not (project / "models" / "selected.pt").exists()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from distributed import Client, LocalCluster
 from prefect import flow
 from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
@@ -41,6 +42,11 @@ def _project(root: Path, videos: Path, weights: Path, runner: dict) -> Path:
     return root
 
 
+def _task_states(dask_scheduler) -> dict[str, dict[str, int]]:
+    """Per task-name prefix, how many tasks this Dask scheduler saw in each state (kept after they finish)."""
+    return {name: dict(prefix.state_counts) for name, prefix in dask_scheduler.task_prefixes.items()}
+
+
 def _digests(folder: Path) -> dict[str, str]:
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -61,8 +67,13 @@ def test_a_dask_cluster_gives_the_outputs_of_the_sequential_run(
 
     sequential = _project(tmp_path / "sequential", videos, trained_checkpoint, {"task_runner": "threads"})
     detect_videos_flow(sequential)
-    distributed = _project(tmp_path / "dask", videos, trained_checkpoint, {"task_runner": "dask", "dask_workers": 2})
-    detect_videos_flow(distributed)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        runner = {"task_runner": "dask", "dask_address": cluster.scheduler_address}
+        distributed = _project(tmp_path / "dask", videos, trained_checkpoint, runner)
+        detect_videos_flow(distributed)
+        with Client(cluster) as client:  # the scheduler itself says who ran the detection tasks
+            ran = client.run_on_scheduler(_task_states)
+    assert sum(ran.get("detect", {}).values()) == 4, ran  # one task per video, cam_d included
 
     expected = _digests(sequential / "data")
     assert set(expected) == {f"detections/cam_{x}.csv" for x in "abcd"} | {"detections/summary.json"}
