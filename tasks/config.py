@@ -163,6 +163,7 @@ class DetectConfig(_Section):
     max_det: int = Field(1000, ge=1)  # maximum detections per frame
     classes: list[int] | None = None  # keep only these class ids (e.g. [0] = person on COCO); null keeps all
     batch: int = Field(8, ge=1)  # sampled frames per forward pass
+    threads: int = Field(2, ge=1, le=256)  # CPU threads of the detector: fixed, so boxes do not depend on the machine
 
     def weights_path(self, root: Path) -> Path:
         """`weights` resolved against the project folder."""

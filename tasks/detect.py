@@ -19,6 +19,7 @@ from tasks.errors import LightweightError
 from tasks.frames import ReadStats, VideoError, open_video, prefetched, sampled_frames
 from tasks.layout import Layout
 from tasks.stage import Stage
+from tasks.timing import torch_threads
 from tasks.yolo.inference import Detector
 
 __all__ = [
@@ -108,6 +109,7 @@ def detect_video(detector: Detector, cfg: DetectConfig, video: Path, out_csv: Pa
             atomic_file(out_csv) as tmp,
             tmp.open("w", newline="") as handle,
             tqdm(total=total, desc=video.name, unit="frame", leave=False) as progress,
+            torch_threads(cfg.threads),  # a fixed count: sums, so boxes, do not depend on the machine's cores
         ):
             writer = csv.writer(handle)
             writer.writerow(DETECTION_COLUMNS)
