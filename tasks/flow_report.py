@@ -97,6 +97,13 @@ def _sampled(report: VideoReport, detections: dict[int, list], detect: DetectCon
     return indices if len(indices) == report.sampled else sorted(detections)  # damaged video: what was seen
 
 
+def _per_frame(report: VideoReport, detections_csv: Path, detect: DetectConfig) -> tuple[dict, list[int], list[int]]:
+    """A video's detections by frame, its sampled frames, and the people found in each."""
+    detections = _read_detections(detections_csv)
+    frames = _sampled(report, detections, detect)
+    return detections, frames, [len(detections.get(f, [])) for f in frames]
+
+
 def _video_metrics(
     cfg: FlowReportConfig,
     detect: DetectConfig,
@@ -106,9 +113,7 @@ def _video_metrics(
     classes: dict[int, str],
 ) -> tuple[dict[str, Any], list[tuple]]:
     """The video's metrics and its count series: (video, frame, time, detected, true count or "")."""
-    detections = _read_detections(detections_csv)
-    frames = _sampled(report, detections, detect)
-    counts = [len(detections.get(f, [])) for f in frames]
+    detections, frames, counts = _per_frame(report, detections_csv, detect)
     metrics: dict[str, Any] = {
         "status": "ok",
         "sampled_frames": len(frames),
@@ -155,8 +160,7 @@ def people_per_frame(detect: DetectConfig, detections_dir: Path) -> dict[str, di
     counts: dict[str, dict[str, float]] = {}
     for report in read_summary(detections_dir):
         if report.status == "ok":
-            detections = _read_detections(detections_dir / f"{report.name}.csv")
-            per_frame = [len(detections.get(f, [])) for f in _sampled(report, detections, detect)]
+            per_frame = _per_frame(report, detections_dir / f"{report.name}.csv", detect)[2]
             counts[report.name] = {"mean": _mean(per_frame), "max": max(per_frame, default=0), "frames": len(per_frame)}
     return counts
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import tempfile
@@ -15,9 +14,13 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.atomic import write_json
-from tasks.config import NightlyConfig, ValConfig
+from tasks.caching import sha256_file
+from tasks.config import DetectConfig, NightlyConfig, TrackConfig, ValConfig
 from tasks.dataset import resolved_dataset_yaml
+from tasks.detections import read_summary
 from tasks.errors import LightweightError
+from tasks.frames import sampled_indices
+from tasks.track import track_video
 from tasks.yolo import validate
 
 __all__ = [
@@ -32,6 +35,7 @@ __all__ = [
     "load_history",
     "revalidate",
     "revalidate_task",
+    "unique_people",
 ]
 
 log = logging.getLogger(__name__)
@@ -57,6 +61,7 @@ class Evaluation:
     model_sha256: str = ""  # which checkpoint was evaluated: a changed model explains a changed score
     evaluated_at: str = ""  # ISO 8601, UTC
     passed: bool = True  # False when it raised an alert; such runs are never the baseline
+    unique_people: dict[str, int] = field(default_factory=dict)  # video -> distinct people tracked (ByteTrack)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,7 +75,7 @@ class Evaluation:
 class Alert:
     """One regression beyond its tolerance."""
 
-    metric: str  # "map50" or "people_per_frame/<video>"
+    metric: str  # "map50", "people_per_frame/<video>" or "unique_people/<video>"
     previous: float
     current: float
     change: float  # mAP50: absolute drop; people: relative shift
@@ -83,9 +88,10 @@ class Alert:
                 f"mAP50 fell from {self.previous:.4f} to {self.current:.4f} (drop {self.change:.4f} > "
                 f"nightly.max_map50_drop {self.limit})"
             )
+        digits = "g" if self.metric.startswith("unique_people/") else ".2f"  # people, or people per frame
         return (
-            f"{self.metric} moved from {self.previous:.2f} to {self.current:.2f} (shift {self.change:.0%} > "
-            f"nightly.max_count_shift {self.limit:.0%})"
+            f"{self.metric} moved from {self.previous:{digits}} to {self.current:{digits}} "
+            f"(shift {self.change:.0%} > nightly.max_count_shift {self.limit:.0%})"
         )
 
 
@@ -116,13 +122,40 @@ def compare_evaluations(previous: Evaluation | None, current: Evaluation, cfg: N
     drop = previous.map50 - current.map50
     if drop > cfg.max_map50_drop + _EPSILON:
         alerts.append(Alert("map50", previous.map50, current.map50, round(drop, 6), cfg.max_map50_drop))
-    # Only videos seen both nights compare; a video added or removed from the config is not a regression.
-    for video in sorted(previous.people_per_frame.keys() & current.people_per_frame.keys()):
-        before, now = previous.people_per_frame[video], current.people_per_frame[video]
-        shift = count_shift(before, now)
-        if shift > cfg.max_count_shift + _EPSILON:
-            alerts.append(Alert(f"people_per_frame/{video}", before, now, round(shift, 6), cfg.max_count_shift))
+    # Only videos seen both nights compare; a video added or removed from the config is not a regression. Nor is a
+    # history from before unique people were counted: those nights have none to compare with.
+    for name in ("people_per_frame", "unique_people"):
+        was, tonight = getattr(previous, name), getattr(current, name)
+        for video in sorted(was.keys() & tonight.keys()):
+            shift = count_shift(was[video], tonight[video])
+            if shift > cfg.max_count_shift + _EPSILON:
+                alerts.append(
+                    Alert(f"{name}/{video}", was[video], tonight[video], round(shift, 6), cfg.max_count_shift)
+                )
     return alerts
+
+
+def unique_people(track: TrackConfig, detect: DetectConfig, detections_dir: Path) -> dict[str, int]:
+    """{video: distinct people} as the track stage follows them through the sampled detections in `detections_dir`.
+
+    The tracks go to a scratch folder: only their number is kept.
+    """
+    counts = {}
+    with tempfile.TemporaryDirectory(prefix="lightweight-nightly-tracks-") as scratch:
+        for report in (r for r in read_summary(detections_dir) if r.status == "ok"):
+            summary = track_video(
+                track,
+                detections_csv=detections_dir / f"{report.name}.csv",
+                fps=report.fps,
+                interval=detect.interval,
+                width=report.width,
+                height=report.height,
+                out_csv=Path(scratch) / f"{report.name}.csv",
+                sampled_frames=list(sampled_indices(report.frames_read, detect.interval, detect.start, detect.end)),
+                name=report.name,
+            )
+            counts[report.name] = summary.tracks
+    return counts
 
 
 def load_history(path: Path) -> list[Evaluation]:
@@ -149,14 +182,6 @@ def judge_and_record(history_path: Path, current: Evaluation, cfg: NightlyConfig
     return Verdict(current=current, previous=previous, alerts=alerts)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def revalidate(cfg: ValConfig, weights: Path, data_yaml: Path) -> Evaluation:
     """mAP50 of the fine-tuned checkpoint on the val split, as YOLOv5's val.py reports it."""
     if not weights.is_file():
@@ -174,7 +199,7 @@ def revalidate(cfg: ValConfig, weights: Path, data_yaml: Path) -> Evaluation:
     evaluation = Evaluation(
         map50=round(metrics.map50, 5),
         map50_95=round(metrics.map50_95, 5),
-        model_sha256=_sha256(weights),
+        model_sha256=sha256_file(weights),
         evaluated_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     log.info("nightly: %s mAP50=%.4f mAP50-95=%.4f", weights, evaluation.map50, evaluation.map50_95)

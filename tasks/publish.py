@@ -26,6 +26,7 @@ from botocore.exceptions import ClientError
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.caching import sha256_file
 from tasks.config import StorageConfig
 from tasks.storage import StorageError, StorageUnreachableError, check_bucket, s3_client, storage_errors, where
 
@@ -69,14 +70,6 @@ class PublishResult:
     skipped: list[str] = field(default_factory=list)  # names already there with the same sha256
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _named(files: Mapping[str, Path] | Sequence[Path]) -> dict[str, Path]:
     if isinstance(files, Mapping):
         return {str(name): Path(path) for name, path in files.items()}
@@ -107,7 +100,7 @@ def plan_publish(cfg: StorageConfig, files: Mapping[str, Path] | Sequence[Path])
         raise PublishError("nothing published, local files missing or unusable:\n  " + "\n  ".join(problems))
     prefix = _publish_prefix(cfg)
     return [
-        Planned(name, path, f"{prefix}/{name}", _sha256(path), path.stat().st_size)
+        Planned(name, path, f"{prefix}/{name}", sha256_file(path), path.stat().st_size)
         for name, path in sorted(named.items())
     ]
 
@@ -146,7 +139,7 @@ def _put_in_parts(client: Any, bucket: str, item: Planned, part_bytes: int) -> N
         ExtraArgs={"ChecksumAlgorithm": "SHA256", "Metadata": {"sha256": item.sha256}},
         Config=TransferConfig(multipart_threshold=part_bytes, multipart_chunksize=part_bytes, use_threads=False),
     )
-    if _sha256(item.path) != item.sha256:
+    if sha256_file(item.path) != item.sha256:
         _discard_changed(client, bucket, item.key)
 
 
