@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +36,11 @@ Box = tuple[float, float, float, float]
 
 @dataclass(frozen=True)
 class GroundTruth:
-    """People of one frame that a detector can be expected to find: (box, colour name) each."""
+    """People of one frame that a detector can be expected to find: (box, colour name) each; and the ones it
+    need not find (mostly hidden, too small), whose detections count neither for nor against it."""
 
     people: list[tuple[Box, str]]
+    ignored: list[Box] = field(default_factory=list)
 
 
 def match_boxes(detections: list[Box], truths: list[Box], min_iou: float) -> dict[int, int]:
@@ -71,8 +73,12 @@ def read_ground_truth(path: Path, cfg: FlowReportConfig, width: int, height: int
             )
             frame = frames.setdefault(int(row["frame"]), GroundTruth([]))
             visible = float(row.get("visible") or 1.0)
-            if visible >= cfg.gt_min_visible and box[3] - box[1] >= cfg.gt_min_height and box[2] > box[0]:
+            if box[2] <= box[0] or box[3] <= box[1]:
+                continue  # outside the frame
+            if visible >= cfg.gt_min_visible and box[3] - box[1] >= cfg.gt_min_height:
                 frame.people.append((box, row.get("colour_name", "")))
+            else:
+                frame.ignored.append(box)
     return frames
 
 
@@ -128,10 +134,14 @@ def _video_metrics(
     if truth_file.is_file():
         truth = read_ground_truth(truth_file, cfg, report.width, report.height)
         found, right, judged = 0, 0, 0
+        counted = list(counts)
         for i, frame in enumerate(frames):
-            people = truth.get(frame, GroundTruth([])).people
+            here = truth.get(frame, GroundTruth([]))
+            people = here.people
             rows = detections.get(frame, [])
             matches = match_boxes([box for _, box in rows], [box for box, _ in people], cfg.match_iou)
+            unmatched = [box for d, (_, box) in enumerate(rows) if d not in matches]
+            counted[i] -= len(match_boxes(unmatched, here.ignored, cfg.match_iou))  # found one it need not find
             truths[i] = len(people)
             found += len(matches)
             for d, t in matches.items():
@@ -141,7 +151,7 @@ def _video_metrics(
         total = sum(int(t) for t in truths)
         metrics["ground_truth"] = {
             "people_per_frame_mean": _mean([int(t) for t in truths]),
-            "count_mae": _mean([abs(n - int(t)) for n, t in zip(counts, truths, strict=True)]),
+            "count_mae": _mean([abs(n - int(t)) for n, t in zip(counted, truths, strict=True)]),
             "recall_iou50": round(found / total, 4) if total else None,
             "colour_accuracy": round(right / judged, 4) if judged else None,
             "colour_judged": judged,

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,48 @@ def test_no_detections_is_zero_counts_not_a_crash(tmp_path: Path):
     )
     assert result["videos"]["cam"]["people_per_frame_mean"] == 0.0
     assert result["videos"]["cam"]["sampled_frames"] == 2 and result["classes"] == {}
+
+
+def test_a_person_the_detector_need_not_find_counts_neither_way(tmp_path: Path):
+    """A mostly hidden or tiny true person is not expected; finding it is no error, and not a hit either."""
+    layout = Layout(tmp_path)
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "cam.avi").write_bytes(b"")
+    _write(
+        tmp_path / "videos" / "cam.csv",
+        [
+            ("frame", "id", "left", "top", "width", "height", "colour", "colour_name", "visible"),
+            (0, 1, 10, 10, 20, 40, 0, "red", 1.0),
+            (0, 2, 50, 10, 20, 40, 1, "green", 0.2),  # mostly hidden: ignored
+            (0, 3, 80, 10, 4, 8, 2, "blue", 1.0),  # 8 px tall: ignored
+            (5, 1, 10, 10, 20, 40, 0, "red", 1.0),
+        ],
+    )
+    _write(
+        layout.detections / "cam.csv",
+        [
+            DETECTION_COLUMNS,
+            (0, 0.0, 10, 10, 30, 50, 0.9, 0),  # the red person
+            (0, 0.0, 50, 10, 70, 50, 0.8, 0),  # the hidden one: not counted against
+            (0, 0.0, 80, 10, 84, 18, 0.7, 0),  # the tiny one: not counted against
+            (5, 0.5, 10, 10, 30, 50, 0.9, 0),
+            (5, 0.5, 50, 60, 70, 79, 0.6, 0),  # nobody there: a false positive, counted
+        ],
+    )
+    report = VideoReport(video="videos/cam.avi", name="cam", status="ok", frames=10, fps=10, width=100, height=80)
+    write_summary(layout.detections, [replace(report, frames_read=10, sampled=2, detections=5)])
+    _write(layout.crops_index, [("crop", "video", "frame", "detection", "x1", "y1", "x2", "y2", "conf")])
+    _write(layout.predictions, [("crop", "class", "probability")])
+    result = flow_report(
+        FlowReportConfig(gt_min_visible=0.5, gt_min_height=16),
+        DetectConfig(interval=5),
+        root=tmp_path,
+        detections_dir=layout.detections,
+        crops_index=layout.crops_index,
+        predictions=layout.predictions,
+        out=layout.flow_outputs,
+    )
+    cam = result["videos"]["cam"]
+    assert cam["people_per_frame_mean"] == 2.5  # what the detector reports, as it is
+    assert cam["ground_truth"]["count_mae"] == 0.5  # frame 0: 1 vs 1; frame 5: 2 vs 1
+    assert cam["ground_truth"]["recall_iou50"] == 1.0
