@@ -48,9 +48,7 @@ def repro_after(project: Path, **sections: dict) -> tuple[set[str], set[str]]:
     return ran(output), expected_reruns(before, snapshot(project))
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    project = tmp_path / "project"
+def _new_project(project: Path) -> Path:
     project.mkdir()
     shutil.copy(REPO / "dvc.yaml", project)
     shutil.copytree(REPO / "tasks", project / "tasks", ignore=shutil.ignore_patterns("__pycache__"))
@@ -61,8 +59,28 @@ def project(tmp_path: Path) -> Path:
     return project
 
 
-def test_repro_reruns_only_what_changed(project: Path):
-    assert ran(sh(project, "dvc", "repro")) == set(STAGES)
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A project that has never run."""
+    return _new_project(tmp_path / "project")
+
+
+@pytest.fixture(scope="module")
+def reproduced_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[str]]:
+    """A project after its first `dvc repro` (run once for the module; tests work on copies), and what ran."""
+    project = _new_project(tmp_path_factory.mktemp("reproduced") / "project")
+    return project, ran(sh(project, "dvc", "repro"))
+
+
+@pytest.fixture
+def reproduced(reproduced_once: tuple[Path, set[str]], tmp_path: Path) -> Path:
+    """A copy of the project after its first `dvc repro`, to change at will."""
+    return Path(shutil.copytree(reproduced_once[0], tmp_path / "project", symlinks=True))
+
+
+def test_repro_reruns_only_what_changed(reproduced_once: tuple[Path, set[str]], reproduced: Path):
+    project = reproduced
+    assert reproduced_once[1] == set(STAGES)
     assert (project / "models" / "base.pt").is_file() and (project / "models" / "finetuned.pt").is_file()
     metrics = yaml.safe_load((project / "metrics" / "base.json").read_text())
     assert set(metrics) >= {"precision", "recall", "map50", "map50_95"}
@@ -95,8 +113,8 @@ def test_repro_reruns_only_what_changed(project: Path):
     assert done == set(STAGES) == expected
 
 
-def test_editing_a_helper_module_reruns_exactly_its_importers(project: Path):
-    sh(project, "dvc", "repro")
+def test_editing_a_helper_module_reruns_exactly_its_importers(reproduced: Path):
+    project = reproduced
     before = snapshot(project)
     with (project / "tasks" / "boxes.py").open("a") as handle:
         handle.write("\n# an edit that changes nothing computed\n")
@@ -116,9 +134,9 @@ def test_a_bad_param_fails_the_stage_before_any_work(project: Path):
     assert not (project / "data" / "demo").exists()
 
 
-def test_ratio_sweep_with_dvc_experiments(project: Path):
+def test_ratio_sweep_with_dvc_experiments(reproduced: Path):
     """`dvc exp run --queue -S prune.ratio=...`, `--run-all`, then `dvc exp show` compares the ratios."""
-    sh(project, "dvc", "repro")
+    project = reproduced
     sh(project, "git", "add", "-A")
     sh(project, "git", "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", "baseline")
     for ratio in (0.25, 0.75):

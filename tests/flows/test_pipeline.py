@@ -27,10 +27,21 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory):
         yield
 
 
+@pytest.fixture(scope="module")
+def flowed_once(prefect_server, tmp_path_factory: pytest.TempPathFactory):
+    """A project after its first flow run (once for the module; tests work on copies), and that run's state."""
+    project = tmp_path_factory.mktemp("flowed") / "project"
+    project.mkdir()
+    (project / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
+    state = pipeline(root=project, return_state=True)
+    assert state.is_completed(), state
+    return project, state
+
+
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
-    return tmp_path
+def project(flowed_once, tmp_path: Path) -> Path:
+    """A copy, elsewhere, of the project after its first flow run."""
+    return Path(shutil.copytree(flowed_once[0], tmp_path / "project"))
 
 
 def task_states(flow_state) -> dict[str, str]:
@@ -54,8 +65,24 @@ def run_pipeline(project: Path, **overrides) -> dict[str, str]:
     return task_states(state)
 
 
-def test_step_and_yolov5_logs_reach_the_flow_run(prefect_server, project: Path):
-    state = pipeline(root=project, return_state=True)
+def test_every_stage_ran_and_logs_reach_the_flow_run(flowed_once):
+    project, state = flowed_once
+    assert task_states(state) == rerun(*STAGES)
+    for output in (
+        "models/base.pt",
+        "models/pruned.pt",
+        "models/pruned.yaml",
+        "models/finetuned.pt",
+        "metrics/val.json",
+        "reports/compare.md",
+        "data/crops/index.csv",
+        "data/predictions.csv",
+        "metrics/flow.json",
+        "metrics/macs.json",
+        "data/people.csv",
+        "metrics/track.json",
+    ):
+        assert (project / output).is_file(), output
     logs = flow_run_logs(state)
     assert any(line.startswith("tasks.demo_data: demo data in") for line in logs), logs[:20]
     assert any(line.startswith("yolov5: ") and "summary" in line for line in logs), logs[:20]
@@ -131,8 +158,7 @@ def test_rerun_is_cached_and_a_change_reruns_exactly_what_it_affects(
     assert run_pipeline(project, **{"demo_data.seed": TINY_DEMO.seed + 1}) == rerun(*STAGES)
 
 
-def test_a_deleted_output_is_rebuilt_not_served_from_cache(prefect_server, project: Path):
-    run_pipeline(project)
+def test_a_deleted_output_is_rebuilt_not_served_from_cache(project: Path):
     (project / "models" / "base.pt").unlink()
     states = run_pipeline(project)
     assert states["demo_data"] == "Cached" and states["base"] == "Completed"
@@ -140,7 +166,7 @@ def test_a_deleted_output_is_rebuilt_not_served_from_cache(prefect_server, proje
     assert run_pipeline(project) == rerun()
 
 
-def test_publish_puts_the_final_artifacts_on_s3(prefect_server, project: Path, s3_server):
+def test_publish_puts_the_final_artifacts_on_s3(project: Path, s3_server):
     cfg = StorageConfig(endpoint_url=s3_server.endpoint, bucket="artifacts", prefix="team")
     s3_server.client().create_bucket(Bucket="artifacts")
     storage = {f"storage.{key}": getattr(cfg, key) for key in ("endpoint_url", "bucket", "prefix")}
