@@ -56,7 +56,7 @@ def pipeline(
     params = load_params(layout.params, {**(overrides or {}), **knobs})
     with project_lock(layout.root, "prefect flow pipeline"):
         results = run_stages(stages(params), params, layout.root)
-    publish_pipeline(results["val"], params, people=people_counts(results["flow_report"]))
+    publish_pipeline(results["val"], params, people=people_counts(results["flow_report"]), track=results["track"])
     outputs: dict[str, Any] = {"val": results["val"], "flow": results["flow_report"]}
     if publish:
         files, _ = collect_artifacts(layout.root, layout.published)

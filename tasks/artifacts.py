@@ -15,11 +15,13 @@ if TYPE_CHECKING:
 __all__ = [
     "ALERT_KEY",
     "COMPARISON_KEY",
+    "FLOW_KEY",
     "NIGHTLY_KEY",
     "PEOPLE_KEY",
     "SUMMARY_KEY",
     "alert_markdown",
     "comparison_rows",
+    "flow_rows",
     "nightly_markdown",
     "people_rows",
     "pipeline_summary",
@@ -31,6 +33,7 @@ __all__ = [
 SUMMARY_KEY = "pipeline-summary"
 COMPARISON_KEY = "model-comparison"
 PEOPLE_KEY = "people-counts"
+FLOW_KEY = "people-flow"
 NIGHTLY_KEY = "nightly-summary"
 ALERT_KEY = "nightly-alert"
 
@@ -45,6 +48,7 @@ _COMPARISON_COLUMNS = (
     "speedup",
     "throughput",
 )
+_FLOW_COLUMNS = ("video", "people", "people_true", "crossings_in", "crossings_out", "lines", "colours")
 
 
 def comparison_rows(results: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -61,6 +65,26 @@ def people_rows(counts: Mapping[str, Mapping[str, float]]) -> list[dict[str, Any
         {"video": video, "mean": round(float(c["mean"]), 3), "max": int(c["max"]), "frames": int(c["frames"])}
         for video, c in sorted(counts.items())
     ]
+
+
+def flow_rows(track: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per video from the track stage's result: unique people, line crossings, people by colour."""
+    rows = []
+    for video, v in sorted(track["videos"].items()):
+        row: dict[str, Any] = dict.fromkeys(("people", "people_true", "crossings_in", "crossings_out"))
+        row |= {"video": video, "lines": f"failed: {v.get('error', '')}", "colours": ""}
+        if v["status"] == "ok":
+            lines = v["lines"]
+            row |= {
+                "people": v["people"],
+                "people_true": v.get("ground_truth", {}).get("people_true"),  # None without ground truth
+                "crossings_in": sum(c["in"] for c in lines.values()),
+                "crossings_out": sum(c["out"] for c in lines.values()),
+                "lines": "; ".join(f"{name}: {c['in']} in, {c['out']} out" for name, c in lines.items()),
+                "colours": ", ".join(f"{colour} {n}" for colour, n in v["colours"].items()),
+            }
+        rows.append({key: row[key] for key in _FLOW_COLUMNS})
+    return rows
 
 
 def pipeline_summary(results: Mapping[str, Mapping[str, Any]], params: Params) -> str:
@@ -121,8 +145,10 @@ def publish_pipeline(
     results: Mapping[str, Mapping[str, Any]],
     params: Params,
     people: Mapping[str, Mapping[str, float]] | None = None,
+    track: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """Summary, comparison table and (when detection ran) people counts; returns the keys written."""
+    """Summary, comparison table and (when detection and tracking ran) people counts and people flow; returns the
+    keys written."""
     create_markdown_artifact(pipeline_summary(results, params), key=SUMMARY_KEY, description="Pipeline summary")
     create_table_artifact(
         comparison_rows(results),
@@ -133,6 +159,11 @@ def publish_pipeline(
     if people:
         create_table_artifact(people_rows(people), key=PEOPLE_KEY, description="People per sampled frame, by video")
         keys.append(PEOPLE_KEY)
+    if track and track["videos"]:
+        create_table_artifact(
+            flow_rows(track), key=FLOW_KEY, description="Unique people, line crossings and colours, by video"
+        )
+        keys.append(FLOW_KEY)
     return keys
 
 

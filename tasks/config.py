@@ -23,10 +23,12 @@ __all__ = [
     "DetectConfig",
     "FinetuneConfig",
     "FlowReportConfig",
+    "IntervalSweepConfig",
     "LineSpec",
     "ModelConfig",
     "NightlyConfig",
     "Params",
+    "PreviewConfig",
     "PruneConfig",
     "RunnerConfig",
     "SelectConfig",
@@ -358,6 +360,32 @@ class TrackConfig(_Section):
     match_iou: float = Field(0.5, gt=0, lt=1)  # scoring: a track box matches a true person at this IoU
 
 
+class IntervalSweepConfig(_Section):
+    """Stage `interval_sweep`: detection and tracking at several intervals, scored against the ground truth."""
+
+    intervals: list[Annotated[int, Field(ge=1)]] = [1, 2, 3, 5, 8, 12]  # detect.interval values tried
+    max_idf1_drop: float = Field(0.05, ge=0, le=1)  # the knee: the largest interval with IDF1 this close to the best
+
+    @field_validator("intervals")
+    @classmethod
+    def _some_distinct_intervals(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("empty: give at least one interval, e.g. [1, 2, 3, 5, 8, 12]")
+        repeated = sorted({v for v in value if value.count(v) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(map(str, repeated))} listed more than once")
+        return value
+
+
+class PreviewConfig(_Section):
+    """Stage `preview`: a short GIF per video with the tracks, their colours, the lines and running counts."""
+
+    enabled: bool = True  # false: the stage writes an empty reports/preview
+    start_s: float = Field(0, ge=0)  # where the clip starts, in seconds of video
+    seconds: float = Field(8, gt=0)  # clip length, in seconds of video; shown at the sampled frame rate
+    width: int = Field(480, ge=64, le=1920)  # GIF width in pixels (never wider than the video); height keeps the aspect
+
+
 class Params(_Section):
     """All of `params.yaml`."""
 
@@ -377,6 +405,8 @@ class Params(_Section):
     classifier: ClassifierConfig = ClassifierConfig()
     classify: ClassifyConfig = ClassifyConfig()
     track: TrackConfig = TrackConfig()
+    interval_sweep: IntervalSweepConfig = IntervalSweepConfig()
+    preview: PreviewConfig = PreviewConfig()
 
     @model_validator(mode="after")
     def _iterative_mode_is_complete(self) -> Params:

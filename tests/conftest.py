@@ -73,6 +73,8 @@ def tiny_params() -> dict:
         "classifier": TINY_CLASSIFIER.model_dump(mode="json"),
         "classify": TINY_CLASSIFY.model_dump(mode="json"),
         "track": {"lines": {"*": {"middle": {"points": [[0.5, 0.0], [0.5, 1.0]], "units": "fraction"}}}},
+        "interval_sweep": {"intervals": [1, 2]},
+        "preview": {"seconds": 1, "width": 96},
     }
 
 

@@ -28,7 +28,7 @@ RESULTS = {
 
 def test_keys_are_valid_prefect_artifact_keys():
     keys = [value for name, value in vars(artifacts).items() if name.endswith("_KEY")]
-    assert len(keys) == 5
+    assert len(keys) == 6
     assert all(re.fullmatch(r"[a-z0-9-]+", key) for key in keys)
 
 

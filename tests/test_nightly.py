@@ -1,12 +1,22 @@
 """Nightly comparison: which changes alert, which baseline is used, and the history on disk."""
 
+import csv
 import json
 from pathlib import Path
 
 import pytest
 
-from tasks.config import ConfigError, NightlyConfig, load_params
-from tasks.nightly import Evaluation, NightlyError, compare_evaluations, count_shift, judge_and_record, load_history
+from tasks.config import ConfigError, DetectConfig, NightlyConfig, TrackConfig, load_params
+from tasks.detections import DETECTION_COLUMNS, VideoReport, write_summary
+from tasks.nightly import (
+    Evaluation,
+    NightlyError,
+    compare_evaluations,
+    count_shift,
+    judge_and_record,
+    load_history,
+    unique_people,
+)
 
 CFG = NightlyConfig(max_map50_drop=0.02, max_count_shift=0.25)
 
@@ -80,3 +90,39 @@ def test_nightly_params_are_checked(tmp_path: Path):
     assert "nightly.cron: expected five cron fields" in message
     assert "nightly.timezone: unknown timezone 'Mars/Olympus'" in message
     assert "nightly.max_map50_drop: Input should be greater than or equal to 0" in message
+
+
+def test_unique_people_shift_alerts_per_video_like_people_per_frame():
+    previous = Evaluation(map50=0.9, unique_people={"street": 24, "square": 10, "park": 3})
+    current = Evaluation(map50=0.9, unique_people={"street": 30, "square": 13, "park": 3, "new": 5})  # +25%, +30%
+    alerts = compare_evaluations(previous, current, CFG)
+    assert [(a.metric, a.previous, a.current, a.change) for a in alerts] == [("unique_people/square", 10, 13, 0.3)]
+    assert "unique_people/square moved from 10 to 13 (shift 30% > nightly.max_count_shift 25%)" in alerts[0].message
+
+
+def test_a_history_from_before_unique_people_still_loads_and_is_compared_from_tonight(tmp_path: Path):
+    history = tmp_path / "history.json"
+    old = {"map50": 0.9, "people_per_frame": {"a": 2.0}, "map50_95": 0.5, "model_sha256": "", "evaluated_at": ""}
+    history.write_text(json.dumps([old | {"passed": True}]))
+    tonight = Evaluation(map50=0.9, people_per_frame={"a": 2.0}, unique_people={"a": 20})
+    verdict = judge_and_record(history, tonight, CFG)
+    assert verdict.passed and verdict.previous.unique_people == {}
+    assert load_history(history)[-1].unique_people == {"a": 20}
+    assert judge_and_record(history, Evaluation(map50=0.9, unique_people={"a": 40}), CFG).alerts  # now it compares
+
+
+def test_unique_people_are_counted_by_the_track_stage_s_tracker(tmp_path: Path):
+    detect = DetectConfig(interval=5)
+    sampled = range(0, 60, detect.interval)
+    rows = [(f, round(f / 15, 4), 20 + 3 * f, 100, 60 + 3 * f, 200, 0.9, 0) for f in sampled]  # walks right
+    rows += [(f, round(f / 15, 4), 560 - 3 * f, 150, 600 - 3 * f, 260, 0.8, 0) for f in sampled]  # walks left
+    reports = []
+    for name, video_rows in (("two", sorted(rows)), ("empty", [])):
+        with (tmp_path / f"{name}.csv").open("w", newline="") as handle:
+            csv.writer(handle).writerows([DETECTION_COLUMNS, *video_rows])
+        reports.append(
+            VideoReport(f"{name}.mp4", name, "ok", frames=60, fps=15, width=640, height=360, frames_read=60, sampled=12)
+        )
+    reports.append(VideoReport("bad.mp4", "bad", "failed", error="cannot open"))
+    write_summary(tmp_path, reports)
+    assert unique_people(TrackConfig(), detect, tmp_path) == {"two": 2, "empty": 0}
