@@ -13,6 +13,7 @@ import typer
 import yaml
 from typer.core import TyperGroup
 
+from flows.export_cli import export
 from tasks.config import ConfigError, load_params
 from tasks.errors import LightweightError
 from tasks.layout import Layout, PruneOutputs
@@ -230,6 +231,9 @@ def serve(
     from flows.deployments import serve_deployments
 
     serve_deployments(root, nightly, name=name, schedule=schedule)
+
+
+app.command("export")(export)
 
 
 def main() -> None:  # pragma: no cover - `python -m flows.cli`

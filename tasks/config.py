@@ -21,6 +21,7 @@ __all__ = [
     "CropConfig",
     "DemoConfig",
     "DetectConfig",
+    "ExportConfig",
     "FinetuneConfig",
     "FlowReportConfig",
     "IntervalSweepConfig",
@@ -386,6 +387,42 @@ class PreviewConfig(_Section):
     width: int = Field(480, ge=64, le=1920)  # GIF width in pixels (never wider than the video); height keeps the aspect
 
 
+class ExportConfig(_Section):
+    """Exporting the detectors for deployment runtimes, and the tolerances their equality is held to."""
+
+    # onnx: <name>.onnx; openvino: <name>_openvino/ (converted from the ONNX)
+    formats: tuple[Literal["onnx", "openvino"], ...] = ("onnx", "openvino")
+    imgsz: int = Field(640, ge=32, le=1280, multiple_of=32)  # export and check input size: YOLOv5 export's default
+    dynamic: bool = True  # free batch/height/width: detect feeds letterboxed batches; val.py/detect.py still load it
+    opset: int = Field(17, ge=12, le=20)  # ONNX opset (YOLOv5 7.0 wrote 12; 17 is read by every runtime pinned here)
+    simplify: bool = False  # onnxslim the graph before writing it (the equality check still applies)
+    check_images: int = Field(16, ge=1)  # val images whose raw outputs are compared with the checkpoint's
+    max_output_diff: float = Field(0.01, gt=0)  # largest |export - .pt| raw output allowed (box pixels, scores)
+    max_map50_diff: float = Field(0.005, ge=0, le=1)  # an FP32 export's val mAP50 must be this close to the .pt's
+    workers: int = Field(0, ge=0, le=16)  # dataloader processes for the mAP50 check
+    int8: bool = False  # INT8 post-training quantization: not implemented, see _no_int8
+    max_int8_map50_drop: float = Field(0.01, ge=0, le=1)  # for INT8, when it exists: largest mAP50 loss to keep it
+
+    @field_validator("formats")
+    @classmethod
+    def _some_formats(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("formats is empty: give onnx, openvino or both")
+        if len(set(value)) != len(value):
+            raise ValueError(f"formats lists a format twice: {list(value)}")
+        return value
+
+    @field_validator("int8")
+    @classmethod
+    def _no_int8(cls, value: bool) -> bool:
+        if value:
+            raise ValueError(
+                "INT8 export is not implemented: FP32 ONNX/OpenVINO only. On CPUs without VNNI/AMX (like the one "
+                "the pipeline was measured on) INT8 measured slower than FP32; set int8: false"
+            )
+        return value
+
+
 class Params(_Section):
     """All of `params.yaml`."""
 
@@ -405,6 +442,7 @@ class Params(_Section):
     classifier: ClassifierConfig = ClassifierConfig()
     classify: ClassifyConfig = ClassifyConfig()
     track: TrackConfig = TrackConfig()
+    export: ExportConfig = ExportConfig()
     interval_sweep: IntervalSweepConfig = IntervalSweepConfig()
     preview: PreviewConfig = PreviewConfig()
 

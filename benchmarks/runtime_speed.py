@@ -1,0 +1,252 @@
+"""CPU latency of YOLOv5 checkpoints on PyTorch, ONNX Runtime and OpenVINO, side by side in one process.
+
+Every checkpoint is exported as stage `export` does it (ExportConfig's defaults: dynamic ONNX, FP32 IR converted
+from it), then timed at batch 1 and `--imgsz` px on each runtime at each thread count: the same input for all,
+interleaved rounds so machine noise hits every variant alike, best of `--repeats`. Speed-ups are against the
+first checkpoint on PyTorch (what a user runs today) and against the first checkpoint on the same runtime
+(the pruning's own gain there).
+
+Then sampled detection on a video (stage `detect`'s loop, batches of `--batch` frames) with the last checkpoint
+on each runtime, with two threads in one session or two one-thread sessions on halves of each batch, against
+YOLOv5's stock `detect.py --vid-stride K` on the same .pt; the boxes of each runtime against torch's; and
+the peak RSS of each in a fresh process.
+
+    .venv/bin/python benchmarks/runtime_speed.py models/base.pt models/pruned.pt models/finetuned.pt \\
+        --video data/demo/videos/street_00.mp4 --interval 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from tasks.config import DetectConfig
+from tasks.detect import detect_video, load_detector
+from tasks.export import ExportConfig
+from tasks.timing import torch_threads
+from tasks.yolo.export import export_model, export_onnx, export_openvino
+from tasks.yolo.inference import stock_detect
+from tasks.yolo.runtimes import ExportedDetector, open_session
+
+RUNTIMES = ("torch", "onnxruntime", "openvino")
+
+_RSS_SCRIPT = """
+import json, re, sys
+from pathlib import Path
+import torch
+from tasks.config import DetectConfig
+from tasks.detect import detect_video, load_detector
+from tasks.yolo.runtimes import ExportedDetector
+cfg, spec = DetectConfig.model_validate_json(sys.argv[1]), json.loads(sys.argv[2])
+if spec["runtime"] == "torch":
+    torch.set_num_threads(spec["threads"])
+    detector = load_detector(cfg, Path(cfg.weights))
+else:
+    detector = ExportedDetector(Path(spec["model"]), spec["runtime"], cfg.imgsz, cfg.conf, cfg.iou, cfg.max_det,
+                                threads=spec["threads"], split=spec["split"])
+report = detect_video(detector, cfg, Path(sys.argv[3]), Path(sys.argv[4]))
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child would report at least its parent's size.
+peak_kb = int(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1))
+print(json.dumps({"peak_rss_mb": peak_kb / 1024, "frames": report.frames_read}))
+"""
+
+
+def export_all(checkpoints: list[Path], out: Path, imgsz: int) -> dict[str, dict[str, Path]]:
+    """Each checkpoint as the export stage writes it: {name: {runtime: file}} ("torch": the .pt itself)."""
+    cfg = ExportConfig(imgsz=imgsz)
+    exported = {}
+    for index, weights in enumerate(checkpoints):
+        name = weights.stem if weights.stem not in exported else f"{weights.stem}_{index}"
+        onnx_file = out / f"{name}.onnx"
+        export_onnx(weights, onnx_file, imgsz=cfg.imgsz, opset=cfg.opset, dynamic=cfg.dynamic, simplify=cfg.simplify)
+        ir = export_openvino(onnx_file, out / f"{name}_openvino", name).parent
+        exported[name] = {"torch": weights, "onnxruntime": onnx_file, "openvino": ir}
+    return exported
+
+
+def _torch_runner(weights: Path, threads: int) -> Callable[[np.ndarray], object]:
+    model = export_model(weights)
+
+    def run(image: np.ndarray) -> object:
+        with torch.inference_mode(), torch_threads(threads):
+            return model(torch.from_numpy(image))
+
+    return run
+
+
+def min_latencies(runners: dict[tuple[str, str], Callable], image: np.ndarray, repeats: int) -> dict:
+    """Best seconds per runner over `repeats` interleaved rounds, after two warm-up calls each."""
+    best = dict.fromkeys(runners, float("inf"))
+    for run in runners.values():
+        for _ in range(2):
+            run(image)
+    for _ in range(repeats):
+        for key, run in runners.items():
+            start = time.perf_counter()
+            run(image)
+            best[key] = min(best[key], time.perf_counter() - start)
+    return best
+
+
+def latency_matrix(exported: dict[str, dict[str, Path]], imgsz: int, threads: list[int], repeats: int) -> dict:
+    """{threads: {(model, runtime): seconds}} at batch 1."""
+    image = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
+    results = {}
+    for count in threads:
+        runners: dict[tuple[str, str], Callable] = {}
+        for name, files in exported.items():
+            runners[name, "torch"] = _torch_runner(files["torch"], count)
+            for runtime in RUNTIMES[1:]:
+                runners[name, runtime] = open_session(files[runtime], runtime, count)  # type: ignore[arg-type]
+        results[count] = min_latencies(runners, image, repeats)
+    return results
+
+
+def print_matrix(matrix: dict, exported: dict, imgsz: int, repeats: int) -> None:
+    base = next(iter(exported))
+    print(f"\nlatency, batch 1, {imgsz} px, best of {repeats} interleaved rounds")
+    header = "".join(f" | {t} thr: ms   vs {base}·torch  vs {base}·same" for t in matrix)
+    print(f"{'model · runtime':<28}{header}")
+    for name in exported:
+        for runtime in RUNTIMES:
+            cells = []
+            for seconds in matrix.values():
+                own = seconds[name, runtime]
+                cells.append(
+                    f" | {own * 1e3:9.1f} {seconds[base, 'torch'] / own:11.2f}x {seconds[base, runtime] / own:12.2f}x"
+                )
+            print(f"{name + ' · ' + runtime:<28}{''.join(cells)}")
+
+
+def _boxes(csv_file: Path) -> dict[int, list[tuple[float, ...]]]:
+    rows: dict[int, list[tuple[float, ...]]] = {}
+    with csv_file.open() as handle:
+        for row in csv.DictReader(handle):
+            box = tuple(float(row[k]) for k in ("x1", "y1", "x2", "y2", "conf"))
+            rows.setdefault(int(row["frame"]), []).append(box)
+    return rows
+
+
+def compare_boxes(mine: Path, reference: Path) -> str:
+    """'same' when every frame has as many boxes, each within 1 px of one of the reference's; else how not."""
+    ours, theirs = _boxes(mine), _boxes(reference)
+    if {f: len(b) for f, b in ours.items()} != {f: len(b) for f, b in theirs.items()}:
+        return "different counts"
+    worst = 0.0
+    for frame, boxes in theirs.items():
+        for box in boxes:
+            worst = max(worst, min(max(abs(a - b) for a, b in zip(box[:4], o[:4], strict=True)) for o in ours[frame]))
+    return "same" if worst <= 1.0 else f"off by {worst:.0f} px"
+
+
+def detection_variants(cfg: DetectConfig, files: dict[str, Path]) -> dict[str, tuple[dict, object]]:
+    """{label: (spec for the RSS subprocess, detector)} for every runtime and thread layout."""
+    weights = files["torch"]
+    variants: dict[str, tuple[dict, object]] = {}
+    torch.set_num_threads(2)
+    variants["torch, 2 threads"] = ({"runtime": "torch", "threads": 2}, load_detector(cfg, weights))
+    for runtime in RUNTIMES[1:]:
+        for split in (False, True):
+            spec = {"runtime": runtime, "model": str(files[runtime]), "threads": 2, "split": split}
+            label = f"{runtime}, " + ("2 x 1-thread sessions" if split else "2 threads")
+            detector = ExportedDetector(
+                files[runtime], runtime, cfg.imgsz, cfg.conf, cfg.iou, cfg.max_det, threads=2, split=split
+            )
+            variants[label] = (spec, detector)
+    return variants
+
+
+def peak_rss(cfg: DetectConfig, spec: dict, video: Path, scratch: Path) -> float:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _RSS_SCRIPT,
+            cfg.model_dump_json(),
+            json.dumps(spec),
+            str(video),
+            str(scratch / "rss.csv"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+
+
+def video_throughput(files: dict[str, Path], args: argparse.Namespace, scratch: Path) -> None:
+    weights, video = files["torch"], args.video
+    cfg = DetectConfig(
+        weights=str(weights), videos=[str(video)], interval=args.interval, imgsz=args.imgsz, batch=args.batch
+    )
+    frames = int(cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT))
+    variants = detection_variants(cfg, files)
+    runs: dict[str, Callable[[], object]] = {
+        label: (lambda d=detector, label=label: detect_video(d, cfg, video, scratch / f"{label}.csv"))
+        for label, (_, detector) in variants.items()
+    }
+    runs[f"stock detect.py --vid-stride {args.interval}"] = lambda: stock_detect(
+        weights, video, scratch / "stock", args.imgsz, cfg.conf, cfg.iou, args.interval, save=True
+    )
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(args.video_repeats):
+        for label, run in runs.items():  # interleaved, as the latencies
+            start = time.perf_counter()
+            run()
+            best[label] = min(best[label], time.perf_counter() - start)
+    stock = best[f"stock detect.py --vid-stride {args.interval}"]
+    print(
+        f"\nsampled detection: {video} ({frames} frames), every {args.interval}th frame, {args.imgsz} px, "
+        f"batch {args.batch}, {weights}, best of {args.video_repeats}"
+    )
+    print(f"{'variant':<42} {'frames/s':>9} {'vs stock':>9} {'peak RSS MB':>12}  boxes vs torch")
+    for label, seconds in best.items():
+        spec = variants[label][0] if label in variants else None
+        rss = f"{peak_rss(cfg, spec, video, scratch):12.0f}" if spec else f"{'':>12}"
+        same = compare_boxes(scratch / f"{label}.csv", scratch / "torch, 2 threads.csv") if spec else ""
+        print(f"{label:<42} {frames / seconds:9.1f} {stock / seconds:8.2f}x {rss}  {same}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "checkpoints",
+        nargs="*",
+        type=Path,
+        default=[Path("models/base.pt"), Path("models/pruned.pt"), Path("models/finetuned.pt")],
+    )
+    parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    parser.add_argument("--video", type=Path, default=Path("data/demo/videos/street_00.mp4"))
+    parser.add_argument("--interval", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--video-repeats", type=int, default=3)
+    args = parser.parse_args()
+    missing = [str(p) for p in args.checkpoints if not p.is_file()]
+    if missing:
+        parser.error(f"checkpoints not found: {', '.join(missing)} (run the pipeline, or name others)")
+    threads = [int(t) for t in args.threads.split(",")]
+    with tempfile.TemporaryDirectory(prefix="lightweight-runtimes-") as scratch_name:
+        scratch = Path(scratch_name)
+        exported = export_all(args.checkpoints, scratch, args.imgsz)
+        print_matrix(latency_matrix(exported, args.imgsz, threads, args.repeats), exported, args.imgsz, args.repeats)
+        if args.video.is_file():
+            video_throughput(exported[list(exported)[-1]], args, scratch)
+        else:
+            print(f"\n{args.video}: not found, no video throughput measured")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""`lightweight export CKPT`: any YOLOv5 v7.0 detection checkpoint to ONNX and OpenVINO IR, proven equal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+__all__ = ["export"]
+
+
+def export(
+    checkpoint: Path = typer.Argument(..., help="a YOLOv5 v7.0 detection checkpoint (.pt), pruned or not, any nc"),
+    format: str = typer.Option("onnx,openvino", "--format", help="comma-separated: onnx, openvino"),
+    int8: bool = typer.Option(False, "--int8", help="also an INT8 model (not implemented: an error)"),
+    data: Path | None = typer.Option(None, "--data", help="dataset yaml: check mAP50 on its val split too"),
+    out: Path = typer.Option(..., "--out", help="folder for CKPT_STEM.onnx and CKPT_STEM_openvino/"),
+    imgsz: int = typer.Option(640, help="export input size (a multiple of 32)"),
+) -> None:
+    """Export a checkpoint to ONNX (YOLOv5 metadata: stock val.py/detect.py load it) and an FP32 OpenVINO IR.
+
+    Each export's raw outputs are compared with the checkpoint's (on --data's val images, or fixed noise
+    without it) and, with --data, its val mAP50 too; an export that differs is reported and not written.
+    """
+    from tasks.config import validated
+    from tasks.export import ExportConfig, export_checkpoint, export_paths
+    from tasks.yolo.export import FORMAT_RUNTIME
+
+    formats = tuple(f.strip() for f in format.split(",") if f.strip())
+    cfg = validated(ExportConfig, "options", formats=formats, int8=int8, imgsz=imgsz)
+    report = export_checkpoint(cfg, weights=checkpoint, out_dir=out, data_yaml=data)
+    for name, runtimes in report["models"].items():
+        paths = export_paths(out, name, cfg.formats)
+        for fmt, path in paths.items():
+            result, reference = runtimes[FORMAT_RUNTIME[fmt]], runtimes["torch"]
+            map50 = "" if result["map50"] is None else f", mAP50 {result['map50']:.4f} (.pt {reference['map50']:.4f})"
+            typer.echo(f"{path}: {result['file_bytes']:,} bytes, max |output diff| {result['max_abs_diff']:.3g}{map50}")

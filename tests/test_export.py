@@ -1,0 +1,179 @@
+"""Stage `export`: checked exports written atomically with their metrics; bad inputs and unequal ones write nothing."""
+
+import json
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+import typer
+from onnx import numpy_helper
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+import tasks.export
+from flows.export_cli import export as export_command
+from tasks.config import ConfigError, validated
+from tasks.export import STAGE, ExportConfig, ExportError, export_checkpoint, export_models
+from tasks.yolo import CheckpointError
+from tasks.yolo.runtimes import read_exported
+
+TINY_EXPORT = ExportConfig(imgsz=64, check_images=4)
+
+
+def _listing(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` (hidden temporaries included) with its content."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_stage_writes_proven_exports_and_metrics(trained_checkpoint: Path, pruned, tiny_demo: Path, tmp_path: Path):
+    weights = {"base": trained_checkpoint, "finetuned": pruned[0].weights}
+    out, metrics_path = tmp_path / "models", tmp_path / "metrics" / "export.json"
+    metrics = export_models(
+        TINY_EXPORT, weights=weights, data_yaml=tiny_demo / "data.yaml", out_dir=out, metrics_path=metrics_path
+    )
+
+    assert sorted(p.name for p in out.iterdir()) == [
+        "base.onnx",
+        "base_openvino",
+        "finetuned.onnx",
+        "finetuned_openvino",
+    ]  # no temporaries left
+    assert sorted(p.name for p in (out / "finetuned_openvino").iterdir()) == [
+        "finetuned.bin",
+        "finetuned.xml",
+        "finetuned.yaml",
+    ]
+    assert json.loads(metrics_path.read_text()) == metrics
+    for name, runtimes in metrics["models"].items():
+        assert set(runtimes) == {"torch", "onnxruntime", "openvino"}
+        assert runtimes["torch"]["file_bytes"] == weights[name].stat().st_size
+        for runtime, path in (("onnxruntime", out / f"{name}.onnx"), ("openvino", out / f"{name}_openvino")):
+            result = runtimes[runtime]
+            assert result["max_abs_diff"] <= TINY_EXPORT.max_output_diff
+            assert abs(result["map50"] - runtimes["torch"]["map50"]) <= TINY_EXPORT.max_map50_diff
+            size = path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.iterdir())
+            assert result["file_bytes"] == size
+            assert read_exported(path).names == {0: "person"}
+    assert metrics["int8"]["enabled"] is False
+
+
+def _tampered_export_onnx(real):
+    """export_onnx, then 0.1 added to the biases of one output convolution: no longer the checkpoint's network.
+
+    (The 1-epoch test detector's output weights are still near zero: its outputs are mostly those biases.)
+    """
+
+    def tampered(weights, out, **options):
+        result = real(weights, out, **options)
+        model = onnx.load(str(out))
+        bias = next(i for i in model.graph.initializer if i.name.endswith(".m.0.bias"))  # Detect's first conv
+        bias.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(bias) + 0.1, bias.name))
+        onnx.save(model, str(out))
+        return result
+
+    return tampered
+
+
+def test_an_export_that_differs_fails_naming_model_runtime_and_difference(
+    pruned, tiny_demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    out, metrics_path = tmp_path / "models", tmp_path / "metrics" / "export.json"
+    out.mkdir()
+    (out / "finetuned.onnx").write_bytes(b"the previous export")
+    before = _listing(out)
+    monkeypatch.setattr(tasks.export, "export_onnx", _tampered_export_onnx(tasks.export.export_onnx))
+    with pytest.raises(ExportError) as failure:
+        export_models(
+            TINY_EXPORT,
+            weights={"finetuned": pruned[0].weights},
+            data_yaml=tiny_demo / "data.yaml",
+            out_dir=out,
+            metrics_path=metrics_path,
+        )
+    message = str(failure.value)
+    assert "nothing was written" in message
+    assert "finetuned on onnxruntime: raw outputs differ from the checkpoint's by up to" in message
+    assert "finetuned on openvino: raw outputs differ" in message  # the IR was converted from the tampered file
+    assert _listing(out) == before and not metrics_path.exists()
+
+
+def test_a_checkpoint_that_is_not_a_detection_model_is_refused_first(trained_checkpoint: Path, tmp_path: Path):
+    foreign = tmp_path / "state_dict.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(CheckpointError, match=r"state_dict\.pt: not a YOLOv5 checkpoint"):
+        export_models(
+            TINY_EXPORT,
+            weights={"base": trained_checkpoint, "finetuned": foreign},
+            data_yaml=tmp_path / "absent.yaml",
+            out_dir=tmp_path / "models",
+            metrics_path=tmp_path / "export.json",
+        )
+    with pytest.raises(CheckpointError, match=r"absent\.pt: checkpoint not found"):
+        export_checkpoint(TINY_EXPORT, weights=tmp_path / "absent.pt", out_dir=tmp_path / "models")
+    assert not (tmp_path / "models").exists() and not (tmp_path / "export.json").exists()
+
+
+def test_a_missing_runtime_package_is_named_before_any_work(
+    trained_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if `pip install openvino` had never run
+    with pytest.raises(ExportError, match=r"openvino is not installed: pip install openvino"):
+        export_checkpoint(TINY_EXPORT, weights=trained_checkpoint, out_dir=tmp_path / "models")
+    assert not (tmp_path / "models").exists()
+    onnx_only = ExportConfig(formats=("onnx",), imgsz=64, check_images=2)  # does not need it
+    report = export_checkpoint(onnx_only, weights=trained_checkpoint, out_dir=tmp_path / "models")
+    assert set(report["models"]["best"]) == {"torch", "onnxruntime"}
+    assert [p.name for p in (tmp_path / "models").iterdir()] == ["best.onnx"]
+
+
+def test_int8_and_bad_formats_are_config_errors():
+    with pytest.raises(ValidationError, match=r"INT8 export is not implemented"):
+        ExportConfig(int8=True)
+    with pytest.raises(ConfigError, match=r"options: invalid parameters\n  int8: INT8 export is not implemented"):
+        validated(ExportConfig, "options", int8=True)
+    with pytest.raises(ValidationError, match=r"formats is empty"):
+        ExportConfig(formats=())
+    with pytest.raises(ValidationError, match=r"formats lists a format twice"):
+        ExportConfig(formats=("onnx", "onnx"))
+    with pytest.raises(ValidationError, match=r"Input should be 'onnx' or 'openvino'"):
+        ExportConfig(formats=("tflite",))
+    with pytest.raises(ValidationError, match=r"Extra inputs are not permitted"):
+        ExportConfig(half=True)
+
+
+def test_stage_declaration():
+    assert STAGE.name == "export" and STAGE.param_keys == ("export", "model")
+    assert STAGE.deps == ("models/base.pt", "models/finetuned.pt", "data/demo")
+    assert STAGE.outs == (
+        "models/base.onnx",
+        "models/finetuned.onnx",
+        "models/base_openvino",
+        "models/finetuned_openvino",
+    )
+    assert STAGE.metrics == ("metrics/export.json",)
+
+
+def _cli() -> typer.Typer:
+    app = typer.Typer()
+    app.command()(export_command)
+    app.command("noop")(lambda: None)  # two commands: typer then dispatches by name, as in `lightweight`
+    return app
+
+
+def test_cli_exports_any_checkpoint_and_reports_each_file(pruned, tmp_path: Path):
+    runner = CliRunner()
+    out = tmp_path / "exported"
+    result = runner.invoke(
+        _cli(), ["export", str(pruned[0].weights), "--format", "onnx", "--out", str(out), "--imgsz", "64"]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"{out / 'pruned.onnx'}: " in result.stdout and "max |output diff|" in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["pruned.onnx"]
+    assert read_exported(out / "pruned.onnx").stride == 32
+
+    failed = runner.invoke(_cli(), ["export", str(pruned[0].weights), "--int8", "--out", str(out)])
+    assert failed.exit_code != 0 and isinstance(failed.exception, ConfigError)
+    assert "INT8 export is not implemented" in str(failed.exception)
