@@ -11,7 +11,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from tasks.caching import StageCachePolicy, StepCachePolicy, fingerprint
 from tasks.config import Params, RunnerConfig
-from tasks.detect import detect_video, find_videos, load_detector
+from tasks.detect import deployed_model, detect_video, find_videos, load_detector
 from tasks.detections import VideoReport, write_summary
 from tasks.layout import Layout
 from tasks.stage import Stage
@@ -50,9 +50,9 @@ def _run_stage(stage: Stage, params: Params, root: Path) -> Any:
 
 
 @task(name="detect", cache_policy=StepCachePolicy(stage="detect", outputs=("out_csv",)))
-def detect_video_task(cfg: Any, weights: Path, video: Path, out_csv: Path) -> VideoReport:
+def detect_video_task(cfg: Any, model: Path, runtime: str, video: Path, out_csv: Path) -> VideoReport:
     """Sampled detection on one video (the unit the flow fans out)."""
-    return detect_video(load_detector(cfg, weights), cfg, video, out_csv)
+    return detect_video(load_detector(cfg, model, runtime), cfg, video, out_csv)
 
 
 def task_runner(cfg: RunnerConfig) -> TaskRunner:
@@ -79,9 +79,11 @@ def detect_all(params: Params, root: Path, out_dir: Path | None = None) -> list[
     for stale in out_dir.glob("*.csv"):  # videos no longer configured
         if stale.name not in current:
             stale.unlink()
+    runtime, model = deployed_model(params.detect, root)
     arguments = {
         "cfg": unmapped(params.detect),
-        "weights": unmapped(params.detect.weights_path(root)),
+        "model": unmapped(model),
+        "runtime": unmapped(runtime),
         "video": videos,
         "out_csv": [out_dir / f"{video.stem}.csv" for video in videos],
     }

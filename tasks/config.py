@@ -167,6 +167,9 @@ class DetectConfig(_Section):
     classes: list[int] | None = None  # keep only these class ids (e.g. [0] = person on COCO); null keeps all
     batch: int = Field(8, ge=1)  # sampled frames per forward pass
     threads: int = Field(2, ge=1, le=256)  # CPU threads of the detector: fixed, so boxes do not depend on the machine
+    # torch: the .pt as it is; onnxruntime / openvino: its export by stage export (must have passed the equality
+    # check and come from these very weights); auto: the fastest of those that did, else torch
+    runtime: Literal["auto", "torch", "onnxruntime", "openvino"] = "auto"
 
     def weights_path(self, root: Path) -> Path:
         """`weights` resolved against the project folder."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tasks.atomic import atomic_dir, atomic_file
+from tasks.caching import sha256_file
 from tasks.config import DetectConfig, Params
 from tasks.detections import DETECTION_COLUMNS, VideoReport, write_summary
 from tasks.errors import LightweightError
@@ -21,6 +23,7 @@ from tasks.layout import Layout
 from tasks.stage import Stage
 from tasks.timing import torch_threads
 from tasks.yolo.inference import Detector
+from tasks.yolo.runtimes import ExportedDetector
 
 __all__ = [
     "DetectError",
@@ -66,10 +69,50 @@ def find_videos(entries: list[str], root: Path) -> tuple[list[Path], list[VideoR
     return videos, failures
 
 
-def load_detector(cfg: DetectConfig, weights: Path) -> Detector:
-    """The detector with the stage's thresholds."""
+EXPORT_METRICS = "metrics/export.json"
+_EXPORTED = {"onnxruntime": "{name}.onnx", "openvino": "{name}_openvino"}  # as stage export writes them
+_AUTO = ("onnxruntime", "openvino")  # fastest first, as benchmarks/runtime_speed.py measured them here
+
+
+def _passed_exports(weights: Path, root: Path) -> dict[str, Path]:
+    """{runtime: model} exported from exactly these weights (same sha256) that passed the equality check."""
+    path = root / EXPORT_METRICS
+    if not path.is_file() or not weights.is_file():
+        return {}
+    digest = sha256_file(weights)
+    found: dict[str, Path] = {}
+    for name, runtimes in json.loads(path.read_text()).get("models", {}).items():
+        if runtimes.get("torch", {}).get("sha256") != digest:
+            continue  # another checkpoint, or an export older than this .pt: never used
+        for runtime, pattern in _EXPORTED.items():
+            model = weights.parent / pattern.format(name=name)
+            if runtime in runtimes and model.exists():
+                found[runtime] = model
+    return found
+
+
+def deployed_model(cfg: DetectConfig, root: Path) -> tuple[str, Path]:
+    """(runtime, model) that detection runs: `detect.runtime`, or for `auto` the fastest passed export."""
+    weights = cfg.weights_path(root)
+    if cfg.runtime == "torch":
+        return "torch", weights
+    exported = _passed_exports(weights, root)
+    if cfg.runtime == "auto":
+        return next(((r, exported[r]) for r in _AUTO if r in exported), ("torch", weights))
+    if cfg.runtime not in exported:
+        raise DetectError(
+            f"detect.runtime: {cfg.runtime}: no export of {weights} for it that passed the equality check in "
+            f"{root / EXPORT_METRICS} (run the export stage, or set detect.runtime: torch or auto)"
+        )
+    return cfg.runtime, exported[cfg.runtime]
+
+
+def load_detector(cfg: DetectConfig, model: Path, runtime: str = "torch") -> Detector | ExportedDetector:
+    """The detector with the stage's thresholds, on `runtime` (`model`: a .pt, .onnx or OpenVINO IR folder)."""
     classes = tuple(cfg.classes) if cfg.classes is not None else None
-    return Detector(weights, cfg.imgsz, cfg.conf, cfg.iou, cfg.max_det, classes)
+    if runtime == "torch":
+        return Detector(model, cfg.imgsz, cfg.conf, cfg.iou, cfg.max_det, classes)
+    return ExportedDetector(model, runtime, cfg.imgsz, cfg.conf, cfg.iou, cfg.max_det, classes, threads=cfg.threads)
 
 
 def _batches(detector: Detector, frames: Iterator[tuple[int, np.ndarray]], size: int) -> Iterator[tuple]:
@@ -155,11 +198,12 @@ def _write_rows(out_csv: Path, rows: list[tuple]) -> None:
 
 def detect_videos(cfg: DetectConfig, *, root: Path, out_dir: Path) -> list[VideoReport]:
     """Sampled detection over every configured video into `out_dir` (replaced as a whole)."""
-    weights = cfg.weights_path(root)
+    runtime, model = deployed_model(cfg, root)
     videos, reports = find_videos(cfg.videos, root)
     if not videos and reports:
         raise DetectError("no videos to process:\n  " + "\n  ".join(r.error for r in reports))
-    detector = load_detector(cfg, weights)
+    detector = load_detector(cfg, model, runtime)
+    log.info("detecting with %s on %s", model, runtime)
     with atomic_dir(out_dir) as tmp:
         for video in videos:
             reports.append(detect_video(detector, cfg, video, tmp / f"{video.stem}.csv"))
@@ -177,6 +221,13 @@ def _run(params: Params, root: Path) -> list[VideoReport]:
 STAGE = Stage(
     name="detect",
     run=_run,
-    deps=("${detect.weights}", "data/demo/videos"),
+    # the exports and their check: detect.runtime auto/onnxruntime/openvino run them (tasks/export.py)
+    deps=(
+        "${detect.weights}",
+        "data/demo/videos",
+        EXPORT_METRICS,
+        "models/finetuned.onnx",
+        "models/finetuned_openvino",
+    ),
     outs=("data/detections",),
 )

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from tasks.atomic import atomic_dir, atomic_file, write_json
+from tasks.caching import sha256_file
 from tasks.config import ExportConfig, Params
 from tasks.dataset import resolved_dataset_yaml
 from tasks.layout import Layout
@@ -94,7 +95,9 @@ def _prepare(
     base_map, checks = check_export(
         weights, exported, images=images, data_yaml=data_yaml, imgsz=cfg.imgsz, workers=cfg.workers
     )
-    report: dict[str, Any] = {"torch": {"map50": _round(base_map), "file_bytes": weights.stat().st_size}}
+    report: dict[str, Any] = {
+        "torch": {"map50": _round(base_map), "file_bytes": weights.stat().st_size, "sha256": sha256_file(weights)}
+    }
     for fmt, path in files.items():
         check = checks[FORMAT_RUNTIME[fmt]]
         report[check.runtime] = {

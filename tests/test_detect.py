@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tasks.config import DetectConfig
-from tasks.detect import DetectError, detect_videos, find_videos
+from tasks.detect import DetectError, deployed_model, detect_videos, find_videos
 from tasks.detections import DETECTION_COLUMNS
 from tasks.yolo.inference import stock_detect
 from tests.videos import write_numbered_video
@@ -113,3 +113,42 @@ def test_folders_and_globs_expand_to_videos_only(tmp_path: Path):
     (tmp_path / "notes.txt").write_text("x")
     videos, failures = find_videos([".", "*.avi"], tmp_path)
     assert [v.name for v in videos] == ["one.avi", "two.avi"] and failures == []
+
+
+def _exported(root: Path, weights_bytes: bytes, recorded: bytes, runtimes: tuple[str, ...]) -> Path:
+    """models/finetuned.pt, its exports, and a metrics/export.json saying they came from `recorded`."""
+    import hashlib
+    import json
+
+    (root / "models" / "finetuned_openvino").mkdir(parents=True)
+    (root / "models" / "finetuned.pt").write_bytes(weights_bytes)
+    (root / "models" / "finetuned.onnx").write_bytes(b"onnx")
+    report = {"torch": {"sha256": hashlib.sha256(recorded).hexdigest()}} | {r: {"map50": 0.5} for r in runtimes}
+    (root / "metrics").mkdir()
+    (root / "metrics" / "export.json").write_text(json.dumps({"models": {"finetuned": report}}))
+    return root / "models" / "finetuned.pt"
+
+
+def test_auto_runs_the_fastest_export_that_passed_and_was_made_from_these_weights(tmp_path: Path):
+    weights = _exported(tmp_path, b"weights", b"weights", ("onnxruntime", "openvino"))
+    assert deployed_model(DetectConfig(runtime="auto"), tmp_path) == ("onnxruntime", tmp_path / "models/finetuned.onnx")
+    assert deployed_model(DetectConfig(runtime="openvino"), tmp_path) == (
+        "openvino",
+        tmp_path / "models/finetuned_openvino",
+    )
+    assert deployed_model(DetectConfig(runtime="torch"), tmp_path) == ("torch", weights)
+
+
+def test_a_stale_export_is_never_used(tmp_path: Path):
+    weights = _exported(tmp_path, b"retrained weights", b"weights", ("onnxruntime", "openvino"))
+    assert deployed_model(DetectConfig(runtime="auto"), tmp_path) == ("torch", weights)
+    with pytest.raises(DetectError, match=r"detect\.runtime: onnxruntime: no export of .*finetuned\.pt"):
+        deployed_model(DetectConfig(runtime="onnxruntime"), tmp_path)
+
+
+def test_a_runtime_without_its_export_is_a_named_error_before_any_video_is_read(tmp_path: Path):
+    _exported(tmp_path, b"weights", b"weights", ("onnxruntime",))
+    cfg = DetectConfig(runtime="openvino", videos=["nowhere.mp4"])
+    with pytest.raises(DetectError, match=r"detect\.runtime: openvino: no export .*\(run the export stage"):
+        detect_videos(cfg, root=tmp_path, out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
