@@ -170,12 +170,18 @@ def test_served_pipeline_and_nightly_runs_from_the_cli(server: dict[str, str], t
             "pipeline-summary": "markdown",
             "model-comparison": "table",
             "people-counts": "table",
+            "people-flow": "table",
         }
         assert "ratio **0.4**" in artifacts["pipeline-summary"].data
         rows = json.loads(artifacts["model-comparison"].data)
         val = json.loads(Layout(project).val_outputs.metrics.read_text())
         assert [row["model"] for row in rows] == ["base", "pruned", "finetuned"]
         assert [row["map50"] for row in rows] == [val[name]["map50"] for name in ("base", "pruned", "finetuned")]
+        flow_rows = json.loads(artifacts["people-flow"].data)
+        track = json.loads((project / "metrics" / "track.json").read_text())
+        assert {row["video"]: row["people"] for row in flow_rows} == {
+            name: video["people"] for name, video in track["videos"].items()
+        }
         people = json.loads(artifacts["people-counts"].data)
         flow = json.loads(Layout(project).flow_outputs.metrics.read_text())
         assert {row["video"]: row["mean"] for row in people} == {
