@@ -12,7 +12,7 @@ from prefect import flow
 from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
 
-from flows.steps import detect_all
+from flows.steps import detect_all, detect_video_task
 from tasks.config import load_params
 from tasks.layout import Layout
 
@@ -73,7 +73,8 @@ def test_a_dask_cluster_gives_the_outputs_of_the_sequential_run(
         detect_videos_flow(distributed)
         with Client(cluster) as client:  # the scheduler itself says who ran the detection tasks
             ran = client.run_on_scheduler(_task_states)
-    assert sum(ran.get("detect", {}).values()) == 4, ran  # one task per video, cam_d included
+    # one task per video, cam_d included; Dask names them after the task's function
+    assert sum(ran.get(detect_video_task.fn.__name__, {}).values()) == 4, ran
 
     expected = _digests(sequential / "data")
     assert set(expected) == {f"detections/cam_{x}.csv" for x in "abcd"} | {"detections/summary.json"}
