@@ -105,30 +105,9 @@ def run_after(project: Path, edited: frozenset[str] = frozenset(), **overrides) 
     return states, expected_reruns(before, snapshot(project), edited)
 
 
-def test_rerun_is_cached_and_a_change_reruns_exactly_what_it_affects(
-    prefect_server, project: Path, tmp_path, monkeypatch
-):
-    first = run_pipeline(project)
-    assert first == rerun(*STAGES)
-    for output in (
-        "models/base.pt",
-        "models/pruned.pt",
-        "models/pruned.yaml",
-        "models/finetuned.pt",
-        "metrics/val.json",
-        "reports/compare.md",
-        "data/crops/index.csv",
-        "data/predictions.csv",
-        "metrics/flow.json",
-        "metrics/macs.json",
-        "data/people.csv",
-        "metrics/track.json",
-    ):
-        assert (project / output).is_file(), output
+def test_rerun_is_cached_and_a_change_reruns_exactly_what_it_affects(project: Path, tmp_path, monkeypatch):
     pruned_at_half = (project / "models" / "pruned.pt").read_bytes()
-
-    second = run_pipeline(project)
-    assert second == rerun()
+    assert run_pipeline(project) == rerun()  # a copy elsewhere: keys are contents, not paths
 
     for change, certain in (
         ({"finetune.epochs": 2}, {"finetune", "val"}),
