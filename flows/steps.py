@@ -9,7 +9,7 @@ from typing import Any
 from prefect import task, unmapped
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from tasks.caching import StageCachePolicy, StepCachePolicy, fingerprint
+from tasks.caching import ItemCachePolicy, StageCachePolicy, fingerprint
 from tasks.config import Params, RunnerConfig
 from tasks.detect import deployed_model, detect_video, find_videos, load_detector
 from tasks.detections import VideoReport, write_summary
@@ -49,10 +49,11 @@ def _run_stage(stage: Stage, params: Params, root: Path) -> Any:
     return done.value
 
 
-@task(name="detect", cache_policy=StepCachePolicy(stage="detect", outputs=("out_csv",)))
-def detect_video_task(cfg: Any, model: Path, runtime: str, video: Path, out_csv: Path) -> VideoReport:
-    """Sampled detection on one video (the unit the flow fans out)."""
-    return detect_video(load_detector(cfg, model, runtime), cfg, video, out_csv)
+@task(name="detect", cache_policy=ItemCachePolicy(stage="detect", item="video", output="out_csv"))
+def detect_video_task(params: Params, root: Path, video: Path, out_csv: Path) -> VideoReport:
+    """Sampled detection on one video (the unit the flow fans out), on the runtime stage detect deploys."""
+    runtime, model = deployed_model(params.detect, root)
+    return detect_video(load_detector(params.detect, model, runtime), params.detect, video, out_csv)
 
 
 def task_runner(cfg: RunnerConfig) -> TaskRunner:
@@ -79,11 +80,9 @@ def detect_all(params: Params, root: Path, out_dir: Path | None = None) -> list[
     for stale in out_dir.glob("*.csv"):  # videos no longer configured
         if stale.name not in current:
             stale.unlink()
-    runtime, model = deployed_model(params.detect, root)
     arguments = {
-        "cfg": unmapped(params.detect),
-        "model": unmapped(model),
-        "runtime": unmapped(runtime),
+        "params": unmapped(params),
+        "root": unmapped(root),
         "video": videos,
         "out_csv": [out_dir / f"{video.stem}.csv" for video in videos],
     }

@@ -19,7 +19,14 @@ from prefect.context import TaskRunContext
 from prefect.utilities.hashing import hash_objects
 from pydantic import BaseModel
 
-__all__ = ["StageCachePolicy", "StepCachePolicy", "code_fingerprint", "fingerprint", "is_temporary", "sha256_file"]
+__all__ = [
+    "ItemCachePolicy",
+    "StageCachePolicy",
+    "code_fingerprint",
+    "fingerprint",
+    "is_temporary",
+    "sha256_file",
+]
 
 _CHUNK = 1 << 20
 _file_hashes: dict[tuple[str, int, int], str] = {}  # (path, mtime_ns, size) -> sha256, like DVC's state
@@ -131,12 +138,13 @@ class StageCachePolicy(CachePolicy):
 
 
 @dataclass
-class StepCachePolicy(CachePolicy):
-    """The key of one item of a fanned-out stage (a video of `detect`): its inputs by content, `outputs` by
-    path, and the stage's code files."""
+class ItemCachePolicy(CachePolicy):
+    """One item of a fanned-out stage (a video of `detect`): the stage's own key (declared params, deps and
+    code, as DVC keys the stage), the item's contents, and where it writes, relative to the project root."""
 
     stage: str = ""
-    outputs: tuple[str, ...] = ()
+    item: str = ""
+    output: str = ""
 
     def compute_key(
         self,
@@ -145,11 +153,10 @@ class StepCachePolicy(CachePolicy):
         flow_parameters: dict[str, Any],
         **kwargs: Any,
     ) -> str | None:
+        root, out = Path(inputs["root"]).resolve(), Path(inputs[self.output]).resolve()
         parts = {
-            name: str(value) if name in self.outputs else fingerprint(value)
-            for name, value in sorted((inputs or {}).items())
+            "stage": StageCachePolicy(stage=self.stage).compute_key(None, inputs, flow_parameters),
+            "item": fingerprint(inputs[self.item]),
+            "output": out.relative_to(root).as_posix() if out.is_relative_to(root) else str(out),
         }
-        parts["__code__"] = code_fingerprint(self.stage)
-        key = hash_objects(parts, raise_on_failure=True)
-        outputs = [path for name in self.outputs if name in inputs for path in _output_paths(inputs[name])]
-        return _fresh_if_missing(key, task_ctx, outputs)
+        return _fresh_if_missing(hash_objects(parts, raise_on_failure=True), task_ctx, [out])

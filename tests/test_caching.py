@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.caching import StageCachePolicy, StepCachePolicy, code_fingerprint, fingerprint
+from tasks.caching import ItemCachePolicy, StageCachePolicy, code_fingerprint, fingerprint
 from tasks.config import Params
 from tasks.registry import PROJECT
 
@@ -82,18 +82,23 @@ def test_editing_a_helper_changes_exactly_the_keys_of_the_stages_that_import_it(
     assert changed == {"crop", "classify", "flow_report"}
 
 
-def test_step_policy_keys_items_by_content_and_outputs_by_path(tmp_path: Path):
-    policy = StepCachePolicy(stage="detect", outputs=("out_csv",))
-    video = tmp_path / "a.mp4"
-    video.write_bytes(b"1")
+def test_item_policy_is_the_stages_key_plus_the_item_and_where_it_writes(tmp_path: Path):
+    policy = ItemCachePolicy(stage="detect", item="video", output="out_csv")
 
-    def key(out: str, content: bytes) -> str:
-        video.write_bytes(content)
-        return policy.compute_key(None, {"video": video, "out_csv": tmp_path / out}, {})
+    def key(root: Path, video: str, out: str) -> str:
+        inputs = {"params": Params(), "root": root, "video": root / video, "out_csv": root / out}
+        return policy.compute_key(None, inputs, {})
 
-    assert key("a.csv", b"1") == key("a.csv", b"1")
-    assert key("a.csv", b"1") != key("a.csv", b"2")
-    assert key("a.csv", b"1") != key("b.csv", b"1")
+    first, moved = _project(tmp_path / "a"), _project(tmp_path / "b")
+    (first / "data" / "demo" / "videos" / "other.mp4").write_bytes(b"another video")
+    (moved / "data" / "demo" / "videos" / "other.mp4").write_bytes(b"another video")
+    video, other = "data/demo/videos/cam.mp4", "data/demo/videos/other.mp4"
+    assert key(first, video, "data/detections/cam.csv") == key(moved, video, "data/detections/cam.csv")
+    assert key(first, video, "data/detections/cam.csv") != key(first, other, "data/detections/cam.csv")
+    assert key(first, video, "data/detections/cam.csv") != key(first, video, "nightly/detections/cam.csv")
+    with_other_weights = Params().model_copy(update={"detect": Params().detect.model_copy(update={"conf": 0.5})})
+    inputs = {"params": with_other_weights, "root": first, "video": first / video, "out_csv": first / "x.csv"}
+    assert policy.compute_key(None, inputs, {}) != key(first, video, "x.csv")  # the stage's params are in it
 
 
 @pytest.mark.parametrize("value", [Path("missing/file"), {"b": 1, "a": [1, 2]}, Params().crop])
