@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,9 @@ def detect_all(params: Params, root: Path, out_dir: Path | None = None) -> list[
         "out_csv": [out_dir / f"{video.stem}.csv" for video in videos],
     }
     with task_runner(params.runner) as runner:
-        reports.extend(future.result() for future in runner.map(detect_video_task, arguments))
+        futures = runner.map(detect_video_task, arguments)
+        # a cached report names the video where it was first run; this project's copy is the one meant
+        reports.extend(replace(f.result(), video=str(v)) for f, v in zip(futures, videos, strict=True))
     write_summary(out_dir, reports, root)
     return reports
 
