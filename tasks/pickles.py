@@ -18,7 +18,7 @@ __all__ = ["is_refusal", "pickle_globals", "torch_refusal_detail"]
 
 # What torch's weights-only unpickler says when it refuses a file, rather than fails to parse it.
 _REFUSALS = ("Unsupported global", "is blocked", "unrecognized function", "Can only create new object")
-# Lines of torch's error that advise about its loader (among them: load with weights_only=False), not the file.
+# Lines of torch's error that advise about its loader (among them: to load it with the unsafe loader), not the file.
 _ADVICE = ("weights_only", "Weights only load failed", "Please file an issue", "Check the documentation")
 
 

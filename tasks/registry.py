@@ -38,18 +38,14 @@ PROJECT = Path(__file__).resolve().parents[1]
 TASKS = PROJECT / "tasks"
 
 # Plumbing that cannot change what a stage computes, left out of every stage's code dependencies: atomic
-# writes, errors, locking, the cache key, params parsing (DVC and the cache key track the values), the
-# registry itself. Everything else a stage imports, transitively, is a code dependency.
+# writes, the cache key, params parsing (DVC and the cache key track the values), the path layout.
+# Everything else a stage imports, transitively, is a code dependency.
 PLUMBING = frozenset(
     {
         "tasks/atomic.py",
         "tasks/caching.py",
         "tasks/config.py",
-        "tasks/errors.py",
         "tasks/layout.py",
-        "tasks/lock.py",
-        "tasks/registry.py",
-        "tasks/stage.py",
     }
 )
 
