@@ -44,13 +44,7 @@ def prepare_base_model(
                 cfg=cfg.cfg,
                 weights="",
                 run_dir=run_dir,
-                epochs=cfg.epochs,
-                imgsz=cfg.imgsz,
-                batch=cfg.batch,
-                workers=cfg.workers,
-                patience=cfg.patience,
-                seed=cfg.seed,
-                hyp=cfg.hyp,
+                **cfg.train_options(),
             )
             info = describe_checkpoint(source)
         metrics: ValMetrics = validate(

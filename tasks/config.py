@@ -103,6 +103,10 @@ class TrainingConfig(_Section):
     seed: int = 0
     hyp: dict[str, float] = Field(default_factory=dict)  # overrides of YOLOv5's hyp.scratch-low.yaml
 
+    def train_options(self) -> dict[str, Any]:
+        """These settings as keyword arguments of the adapter's `train` (shared by base and finetune)."""
+        return {key: getattr(self, key) for key in TrainingConfig.model_fields}
+
 
 class BaseConfig(TrainingConfig):
     """Training the base detector from scratch."""

@@ -50,13 +50,7 @@ def finetune(cfg: FinetuneConfig, *, weights: Path, model_yaml: Path, data_yaml:
             cfg=str(model_yaml),
             weights=str(weights),
             run_dir=run_dir,
-            epochs=cfg.epochs,
-            imgsz=cfg.imgsz,
-            batch=cfg.batch,
-            workers=cfg.workers,
-            patience=cfg.patience,
-            seed=cfg.seed,
-            hyp=cfg.hyp,
+            **cfg.train_options(),
         )
         expected, got = sum(p.numel() for p in pruned.parameters()), _parameters(best)
         if got != expected:
