@@ -28,18 +28,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import cv2
-import numpy as np
 import torch
 
 from tasks.config import DetectConfig
 from tasks.detect import detect_video, load_detector
 from tasks.export import ExportConfig
-from tasks.timing import torch_threads
-from tasks.yolo.export import export_model, export_onnx, export_openvino
 from tasks.yolo.inference import stock_detect
-from tasks.yolo.runtimes import ExportedDetector, open_session
-
-RUNTIMES = ("torch", "onnxruntime", "openvino")
+from tasks.yolo.latency import ALL_RUNTIMES as RUNTIMES
+from tasks.yolo.latency import latency_matrix, runtime_files
+from tasks.yolo.runtimes import ExportedDetector
 
 _RSS_SCRIPT = """
 import json, re, sys
@@ -65,52 +62,19 @@ print(json.dumps({"peak_rss_mb": peak_kb / 1024, "frames": report.frames_read}))
 def export_all(checkpoints: list[Path], out: Path, imgsz: int) -> dict[str, dict[str, Path]]:
     """Each checkpoint as the export stage writes it: {name: {runtime: file}} ("torch": the .pt itself)."""
     cfg = ExportConfig(imgsz=imgsz)
-    exported = {}
-    for index, weights in enumerate(checkpoints):
-        name = weights.stem if weights.stem not in exported else f"{weights.stem}_{index}"
-        onnx_file = out / f"{name}.onnx"
-        export_onnx(weights, onnx_file, imgsz=cfg.imgsz, opset=cfg.opset, dynamic=cfg.dynamic, simplify=cfg.simplify)
-        ir = export_openvino(onnx_file, out / f"{name}_openvino", name).parent
-        exported[name] = {"torch": weights, "onnxruntime": onnx_file, "openvino": ir}
-    return exported
-
-
-def _torch_runner(weights: Path, threads: int) -> Callable[[np.ndarray], object]:
-    model = export_model(weights)
-
-    def run(image: np.ndarray) -> object:
-        with torch.inference_mode(), torch_threads(threads):
-            return model(torch.from_numpy(image))
-
-    return run
-
-
-def min_latencies(runners: dict[tuple[str, str], Callable], image: np.ndarray, repeats: int) -> dict:
-    """Best seconds per runner over `repeats` interleaved rounds, after two warm-up calls each."""
-    best = dict.fromkeys(runners, float("inf"))
-    for run in runners.values():
-        for _ in range(2):
-            run(image)
-    for _ in range(repeats):
-        for key, run in runners.items():
-            start = time.perf_counter()
-            run(image)
-            best[key] = min(best[key], time.perf_counter() - start)
-    return best
-
-
-def latency_matrix(exported: dict[str, dict[str, Path]], imgsz: int, threads: list[int], repeats: int) -> dict:
-    """{threads: {(model, runtime): seconds}} at batch 1."""
-    image = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
-    results = {}
-    for count in threads:
-        runners: dict[tuple[str, str], Callable] = {}
-        for name, files in exported.items():
-            runners[name, "torch"] = _torch_runner(files["torch"], count)
-            for runtime in RUNTIMES[1:]:
-                runners[name, runtime] = open_session(files[runtime], runtime, count)  # type: ignore[arg-type]
-        results[count] = min_latencies(runners, image, repeats)
-    return results
+    names = [
+        w.stem if [c.stem for c in checkpoints].count(w.stem) == 1 else f"{w.stem}_{i}"
+        for i, w in enumerate(checkpoints)
+    ]
+    return runtime_files(
+        dict(zip(names, checkpoints, strict=True)),
+        RUNTIMES,
+        out,
+        imgsz=imgsz,
+        opset=cfg.opset,
+        dynamic=cfg.dynamic,
+        simplify=cfg.simplify,
+    )
 
 
 def print_matrix(matrix: dict, exported: dict, imgsz: int, repeats: int) -> None:
@@ -241,7 +205,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lightweight-runtimes-") as scratch_name:
         scratch = Path(scratch_name)
         exported = export_all(args.checkpoints, scratch, args.imgsz)
-        print_matrix(latency_matrix(exported, args.imgsz, threads, args.repeats), exported, args.imgsz, args.repeats)
+        matrix = latency_matrix(exported, imgsz=args.imgsz, threads=threads, repeats=args.repeats)
+        print_matrix(matrix, exported, args.imgsz, args.repeats)
         if args.video.is_file():
             video_throughput(exported[list(exported)[-1]], args, scratch)
         else:

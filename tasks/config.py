@@ -146,8 +146,25 @@ class ValConfig(_Section):
     workers: int = Field(2, ge=0, le=16)
     latency_imgsz: int = Field(640, ge=32, le=1280, multiple_of=32)  # timing input size: YOLOv5 detect's default
     latency_repeats: int = Field(40, ge=1)  # CPU latency is the min over this many interleaved runs
-    latency_threads: int = Field(1, ge=1, le=256)  # torch threads while timing: fixed, see tasks/timing.py
-    throughput_batch: int = Field(8, ge=1)
+    latency_threads: list[Annotated[int, Field(ge=1, le=256)]] = Field([1, 2], min_length=1)  # each timed apart
+    runtimes: list[Literal["torch", "onnxruntime", "openvino"]] = Field(
+        ["torch", "onnxruntime", "openvino"], min_length=1
+    )  # timed side by side; the ONNX/IR files are exported as stage export does (its opset, dynamic, simplify)
+    throughput_batch: int = Field(8, ge=1)  # torch, at the first of latency_threads
+
+    @field_validator("latency_threads", "runtimes")
+    @classmethod
+    def _distinct(cls, values: list) -> list:
+        if len(set(values)) != len(values):
+            raise ValueError(f"values must be distinct, got {values}")
+        return values
+
+    @field_validator("runtimes")
+    @classmethod
+    def _torch_timed(cls, runtimes: list[str]) -> list[str]:
+        if "torch" not in runtimes:
+            raise ValueError("must include torch: every speed-up is against the base on PyTorch")
+        return runtimes
 
 
 class SelectConfig(_Section):

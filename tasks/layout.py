@@ -33,6 +33,8 @@ class ValOutputs:
     table: Path  # the comparison as a markdown table
     pr_csv: Path  # PR curves at IoU 0.5, one column per model, for `dvc plots`
     pr_png: Path
+    latency_csv: Path  # batch-1 latency per model, runtime and thread count, for `dvc plots`
+    latency_png: Path
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,8 @@ class Layout:
             table=self.root / "reports" / "compare.md",
             pr_csv=self.root / "reports" / "pr_curves.csv",
             pr_png=self.root / "reports" / "pr_curves.png",
+            latency_csv=self.root / "reports" / "latency.csv",
+            latency_png=self.root / "reports" / "latency.png",
         )
 
     @property

@@ -8,13 +8,16 @@ ratio drifts from run to run. One thread needs one free core at a time.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import torch
 from torch import nn
 
-__all__ = ["min_latencies", "torch_threads"]
+__all__ = ["min_call_times", "min_latencies", "torch_threads"]
+
+Key = TypeVar("Key", bound=Hashable)
 
 
 @contextmanager
@@ -32,18 +35,26 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def min_call_times(calls: dict[Key, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[Key, float]:
+    """Best wall time in seconds of each call over `repeats` interleaved rounds, after `warmup` calls each.
+
+    Interleaved, so machine noise hits every call alike; the minimum, because noise only ever adds time.
+    """
+    best = dict.fromkeys(calls, float("inf"))
+    for call in calls.values():  # warm-up: allocators, anchor grids, kernel selection, compiled shapes
+        for _ in range(warmup):
+            call()
+    for _ in range(repeats):
+        for key, call in calls.items():
+            start = time.perf_counter()
+            call()
+            best[key] = min(best[key], time.perf_counter() - start)
+    return best
+
+
 def min_latencies(
     models: dict[str, nn.Module], batch: torch.Tensor, repeats: int, threads: int | None = None
 ) -> dict[str, float]:
     """Best wall time in seconds of one forward pass of `batch` per model, over `repeats` interleaved rounds."""
-    best = dict.fromkeys(models, float("inf"))
     with torch.inference_mode(), torch_threads(threads):
-        for model in models.values():  # warm-up: allocator, anchor grids, kernel selection
-            for _ in range(2):
-                model(batch)
-        for _ in range(repeats):
-            for name, model in models.items():  # interleaved, so machine noise hits every model alike
-                start = time.perf_counter()
-                model(batch)
-                best[name] = min(best[name], time.perf_counter() - start)
-    return best
+        return min_call_times({name: (lambda m=model: m(batch)) for name, model in models.items()}, repeats)

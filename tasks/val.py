@@ -13,12 +13,13 @@ import torch
 from matplotlib.figure import Figure
 
 from tasks.atomic import atomic_file, write_json, write_png
-from tasks.config import Params, ValConfig
+from tasks.config import ExportConfig, Params, ValConfig
 from tasks.dataset import resolved_dataset_yaml
 from tasks.layout import Layout, ValOutputs
 from tasks.stage import Stage
 from tasks.timing import min_latencies
 from tasks.yolo import count_gflops, detection_model, load_checkpoint, validate
+from tasks.yolo.latency import Latencies, latency_matrix, runtime_files
 
 __all__ = ["compare_models"]
 
@@ -27,8 +28,8 @@ log = logging.getLogger(__name__)
 
 def _table(results: dict[str, dict[str, Any]], cfg: ValConfig) -> str:
     lines = [
-        f"| model | params | GFLOPs@640 | P | R | mAP50 | mAP50-95 | latency ms (b1, {cfg.latency_imgsz}px, "
-        f"{cfg.latency_threads} thread{'s' if cfg.latency_threads > 1 else ''}) | speed-up "
+        f"| model | params | GFLOPs@640 | P | R | mAP50 | mAP50-95 | torch latency ms (b1, {cfg.latency_imgsz}px, "
+        f"{_threads(cfg.latency_threads[0])}) | speed-up "
         f"| imgs/s (b{cfg.throughput_batch}) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -39,6 +40,65 @@ def _table(results: dict[str, dict[str, Any]], cfg: ValConfig) -> str:
             f"| {r['throughput']:.1f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _threads(count: int) -> str:
+    return f"{count} thread{'s' if count > 1 else ''}"
+
+
+def _latency_rows(matrix: Latencies, baseline: str) -> list[dict[str, Any]]:
+    """One row per (threads, model, runtime): ms, and speed-ups against base on torch and base on that runtime."""
+    rows = []
+    for threads, seconds in matrix.items():
+        for (model, runtime), own in seconds.items():
+            rows.append(
+                {
+                    "threads": threads,
+                    "model": model,
+                    "runtime": runtime,
+                    "ms": round(own * 1e3, 3),
+                    "vs_base_torch": round(seconds[baseline, "torch"] / own, 3),
+                    "vs_base_same_runtime": round(seconds[baseline, runtime] / own, 3),
+                }
+            )
+    return rows
+
+
+def _latency_table(rows: list[dict[str, Any]], cfg: ValConfig, repeats: int) -> str:
+    lines = [
+        f"\nBatch-1 latency at {cfg.latency_imgsz} px, best of {repeats} interleaved rounds: speed-up against the "
+        "base on PyTorch (what YOLOv5 users run) and against the base on the same runtime (the pruning's own gain).\n",
+        "| threads | model | runtime | ms | vs base·torch | vs base·same runtime |",
+        "|---:|---|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['threads']} | {r['model']} | {r['runtime']} | {r['ms']:.1f} | {r['vs_base_torch']:.2f}x "
+            f"| {r['vs_base_same_runtime']:.2f}x |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _write_latency(rows: list[dict[str, Any]], cfg: ValConfig, out: ValOutputs) -> None:
+    with atomic_file(out.latency_csv) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    thread_counts = list(dict.fromkeys(r["threads"] for r in rows))
+    figure = Figure(figsize=(4 + 3 * len(thread_counts), 4.5))
+    axes = figure.subplots(1, len(thread_counts), sharey=True, squeeze=False)[0]
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    runtimes = list(dict.fromkeys(r["runtime"] for r in rows))
+    width = 0.8 / len(runtimes)
+    for axis, threads in zip(axes, thread_counts, strict=True):
+        for k, runtime in enumerate(runtimes):
+            ms = {r["model"]: r["ms"] for r in rows if r["threads"] == threads and r["runtime"] == runtime}
+            axis.bar([i + k * width for i in range(len(models))], [ms[m] for m in models], width, label=runtime)
+        axis.set_xticks([i + width * (len(runtimes) - 1) / 2 for i in range(len(models))], models)
+        axis.set(title=f"{_threads(threads)}, batch 1, {cfg.latency_imgsz} px", ylabel="latency ms (min of N)")
+    axes[0].legend()
+    figure.tight_layout()
+    write_png(figure, out.latency_png)
 
 
 def _write_pr(curves: dict[str, tuple], out: ValOutputs) -> None:
@@ -61,8 +121,10 @@ def _write_pr(curves: dict[str, tuple], out: ValOutputs) -> None:
     write_png(figure, out.pr_png)
 
 
-def compare_models(cfg: ValConfig, *, weights: dict[str, Path], data_yaml: Path, out: ValOutputs) -> dict[str, Any]:
-    """Accuracy, size and CPU speed of each checkpoint in `weights` (the first is the baseline)."""
+def compare_models(
+    cfg: ValConfig, *, weights: dict[str, Path], data_yaml: Path, export: ExportConfig, out: ValOutputs
+) -> dict[str, Any]:
+    """Accuracy, size and CPU speed on each runtime of each checkpoint in `weights` (the first is the baseline)."""
     models = {name: detection_model(load_checkpoint(path), path) for name, path in weights.items()}
     results: dict[str, dict[str, Any]] = {}
     curves: dict[str, tuple] = {}
@@ -83,25 +145,43 @@ def compare_models(cfg: ValConfig, *, weights: dict[str, Path], data_yaml: Path,
                 "parameters": sum(p.numel() for p in models[name].parameters()),
                 "gflops_640": round(count_gflops(models[name]), 4),
             }
+    baseline = next(iter(weights))
+    with tempfile.TemporaryDirectory(prefix="lightweight-latency-") as scratch:
+        files = runtime_files(
+            weights,
+            cfg.runtimes,
+            Path(scratch),
+            imgsz=cfg.latency_imgsz,  # a static export must be made for the size it is timed at
+            opset=export.opset,
+            dynamic=export.dynamic,
+            simplify=export.simplify,
+        )
+        matrix = latency_matrix(
+            files, imgsz=cfg.latency_imgsz, threads=cfg.latency_threads, repeats=cfg.latency_repeats
+        )
+    rows = _latency_rows(matrix, baseline)
     fused = {name: copy.deepcopy(model).fuse().eval() for name, model in models.items()}
     generator = torch.Generator().manual_seed(0)
-    size = cfg.latency_imgsz
-    single = min_latencies(
-        fused, torch.rand(1, 3, size, size, generator=generator), cfg.latency_repeats, cfg.latency_threads
-    )
-    batch = torch.rand(cfg.throughput_batch, 3, size, size, generator=generator)
-    batched = min_latencies(fused, batch, max(3, cfg.latency_repeats // 4), cfg.latency_threads)
-    baseline = next(iter(weights))
+    batch = torch.rand(cfg.throughput_batch, 3, cfg.latency_imgsz, cfg.latency_imgsz, generator=generator)
+    batched = min_latencies(fused, batch, max(3, cfg.latency_repeats // 4), cfg.latency_threads[0])
     for name, result in results.items():
-        result["latency_ms"] = round(single[name] * 1e3, 3)
-        result["speedup"] = round(single[baseline] / single[name], 3)
+        single = {r["runtime"]: r for r in rows if r["model"] == name and r["threads"] == cfg.latency_threads[0]}
+        result["latency_ms"] = single["torch"]["ms"]
+        result["speedup"] = single["torch"]["vs_base_torch"]
         result["throughput"] = round(cfg.throughput_batch / batched[name], 2)
         result["map50_vs_" + baseline] = round(result["map50"] / max(results[baseline]["map50"], 1e-9), 4)
+        result["latency"] = {
+            f"{r['runtime']}@{r['threads']}": {k: r[k] for k in ("ms", "vs_base_torch", "vs_base_same_runtime")}
+            for r in rows
+            if r["model"] == name
+        }
     write_json(out.metrics, results)
+    table = _table(results, cfg) + _latency_table(rows, cfg, cfg.latency_repeats)
     with atomic_file(out.table) as tmp:
-        tmp.write_text(_table(results, cfg))
+        tmp.write_text(table)
     _write_pr(curves, out)
-    log.info("comparison:\n%s", _table(results, cfg))
+    _write_latency(rows, cfg, out)
+    log.info("comparison:\n%s", table)
     return results
 
 
@@ -113,7 +193,11 @@ def _run(params: Params, root: Path) -> dict[str, Any]:
         "finetuned": layout.finetuned_weights,
     }
     return compare_models(
-        params.val, weights=weights, data_yaml=params.model.data_yaml(layout.demo_data), out=layout.val_outputs
+        params.val,
+        weights=weights,
+        data_yaml=params.model.data_yaml(layout.demo_data),
+        export=params.export,
+        out=layout.val_outputs,
     )
 
 
@@ -123,6 +207,6 @@ STAGE = Stage(
     deps=("models/base.pt", "models/pruned.pt", "models/finetuned.pt", "data/demo"),
     uncached=("reports/compare.md",),
     metrics=("metrics/val.json",),
-    plots=("reports/pr_curves.csv", "reports/pr_curves.png"),
-    params=("val", "model"),
+    plots=("reports/pr_curves.csv", "reports/pr_curves.png", "reports/latency.csv", "reports/latency.png"),
+    params=("val", "model", "export"),
 )

@@ -6,7 +6,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
+import yaml
 
+from tasks.config import ConfigError, ExportConfig, load_params
 from tasks.layout import ValOutputs
 from tasks.val import compare_models
 from tasks.yolo.training import _pr_curve
@@ -15,11 +18,14 @@ from tests.conftest import TINY_VAL
 
 def test_comparison_of_base_and_pruned(trained_checkpoint: Path, pruned, tiny_demo: Path, tmp_path: Path):
     out_pruned, prune_metrics = pruned
-    out = ValOutputs(tmp_path / "val.json", tmp_path / "compare.md", tmp_path / "pr.csv", tmp_path / "pr.png")
+    out = ValOutputs(
+        *(tmp_path / name for name in ("val.json", "compare.md", "pr.csv", "pr.png", "lat.csv", "lat.png"))
+    )
     results = compare_models(
         TINY_VAL,
         weights={"base": trained_checkpoint, "pruned": out_pruned.weights},
         data_yaml=tiny_demo / "data.yaml",
+        export=ExportConfig(dynamic=False),  # static: exported at val.latency_imgsz, the size it is timed at
         out=out,
     )
     assert json.loads(out.metrics.read_text()) == results
@@ -29,7 +35,27 @@ def test_comparison_of_base_and_pruned(trained_checkpoint: Path, pruned, tiny_de
         assert 0 <= result["map50"] <= 1 and result["latency_ms"] > 0 and result["throughput"] > 0
     table = out.table.read_text().splitlines()
     assert table[0].startswith("| model | params | GFLOPs@640 | P | R | mAP50 |")
-    assert [row.split("|")[1].strip() for row in table[2:]] == ["base", "pruned"]
+    assert [row.split("|")[1].strip() for row in table[2:4]] == ["base", "pruned"]
+    # the latency matrix: every model on every runtime at every thread count, timed in one process
+    rows = list(csv.DictReader(out.latency_csv.open()))
+    cells = [(int(r["threads"]), r["model"], r["runtime"]) for r in rows]
+    assert sorted(cells) == sorted(
+        itertools.product(TINY_VAL.latency_threads, ["base", "pruned"], ["torch", "onnxruntime", "openvino"])
+    )
+    for r in rows:
+        assert float(r["ms"]) > 0
+        ms = {(q["model"], q["runtime"]): float(q["ms"]) for q in rows if q["threads"] == r["threads"]}
+        # ms are rounded to the microsecond in the file, the ratios computed from the unrounded times
+        assert float(r["vs_base_torch"]) == pytest.approx(ms["base", "torch"] / float(r["ms"]), rel=2e-3)
+        assert float(r["vs_base_same_runtime"]) == pytest.approx(ms["base", r["runtime"]] / float(r["ms"]), rel=2e-3)
+        if r["model"] == "base":
+            assert float(r["vs_base_same_runtime"]) == 1.0
+    first = TINY_VAL.latency_threads[0]
+    for result in results.values():
+        assert set(result["latency"]) == {f"{rt}@{t}" for rt in TINY_VAL.runtimes for t in TINY_VAL.latency_threads}
+        assert result["latency_ms"] == result["latency"][f"torch@{first}"]["ms"]
+    assert out.latency_png.stat().st_size > 0
+    assert sum(line.startswith("| 1 | ") or line.startswith("| 2 | ") for line in table) == len(rows)
     if out.pr_csv.exists():  # a 1-epoch model may find nothing at all
         header = next(csv.reader(out.pr_csv.open()))
         assert header[0] == "recall" and set(header[1:]) <= {"base", "pruned"}
@@ -43,3 +69,18 @@ def test_pr_curve_is_a_non_increasing_envelope():
     assert recalls == (0.0, 0.25, 0.5, 0.75, 1.0)
     assert precisions == (1.0, 1.0, 0.75, 0.75, 0.0)  # 3 of 4 people found: recall 1.0 is never reached
     assert all(a >= b for a, b in itertools.pairwise(precisions))
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"runtimes": ["onnxruntime"]}, "val.runtimes: must include torch"),
+        ({"runtimes": ["torch", "tensorrt"]}, "val.runtimes.1: Input should be 'torch', 'onnxruntime' or 'openvino'"),
+        ({"latency_threads": [1, 1]}, r"val.latency_threads: values must be distinct, got \[1, 1\]"),
+        ({"latency_threads": []}, "val.latency_threads: List should have at least 1 item"),
+    ],
+)
+def test_bad_latency_settings_are_config_errors(tmp_path: Path, section: dict, message: str):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"val": section}))
+    with pytest.raises(ConfigError, match=message):
+        load_params(tmp_path / "params.yaml")

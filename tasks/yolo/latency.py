@@ -1,0 +1,78 @@
+"""Batch-1 CPU latency of YOLOv5 checkpoints on PyTorch, ONNX Runtime and OpenVINO, side by side in one process.
+
+Each checkpoint is exported as stage `export` exports it, then every (checkpoint, runtime) pair is timed on the
+same input in interleaved rounds, best of N (tasks/timing.py), at each thread count in turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from tasks.timing import min_call_times, torch_threads
+from tasks.yolo.export import export_model, export_onnx, export_openvino
+from tasks.yolo.runtimes import ExportError, open_session
+
+__all__ = ["ALL_RUNTIMES", "AnyRuntime", "Latencies", "latency_matrix", "runtime_files"]
+
+AnyRuntime = Literal["torch", "onnxruntime", "openvino"]
+ALL_RUNTIMES: tuple[AnyRuntime, ...] = ("torch", "onnxruntime", "openvino")
+Latencies = dict[int, dict[tuple[str, AnyRuntime], float]]  # {threads: {(model, runtime): seconds}}
+
+
+def runtime_files(
+    checkpoints: dict[str, Path],
+    runtimes: Sequence[AnyRuntime],
+    out: Path,
+    *,
+    imgsz: int,
+    opset: int,
+    dynamic: bool,
+    simplify: bool,
+) -> dict[str, dict[AnyRuntime, Path]]:
+    """{model: {runtime: file}}: "torch" is the checkpoint itself, the others exports of it written under `out`."""
+    files: dict[str, dict[AnyRuntime, Path]] = {}
+    for name, weights in checkpoints.items():
+        files[name] = {"torch": weights}
+        if "onnxruntime" in runtimes or "openvino" in runtimes:
+            onnx_file = out / f"{name}.onnx"
+            export_onnx(weights, onnx_file, imgsz=imgsz, opset=opset, dynamic=dynamic, simplify=simplify)
+            files[name]["onnxruntime"] = onnx_file
+            if "openvino" in runtimes:
+                files[name]["openvino"] = export_openvino(onnx_file, out / f"{name}_openvino", name)
+    return files
+
+
+def _runner(file: Path, runtime: AnyRuntime, threads: int) -> Callable[[np.ndarray], object]:
+    """One forward pass of a float32 NCHW batch on `runtime` with `threads` CPU threads."""
+    if runtime != "torch":
+        return open_session(file, runtime, threads)
+    model = export_model(file)
+
+    def run(image: np.ndarray) -> object:
+        with torch.inference_mode(), torch_threads(threads):
+            return model(torch.from_numpy(image))
+
+    return run
+
+
+def latency_matrix(
+    files: dict[str, dict[AnyRuntime, Path]], *, imgsz: int, threads: Sequence[int], repeats: int
+) -> Latencies:
+    """Best seconds of one batch-1 pass at `imgsz` px per (model, runtime), for each thread count."""
+    if not files or any(t < 1 for t in threads):
+        raise ExportError(f"latency_matrix needs models and thread counts >= 1, got {list(files)} and {threads}")
+    image = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
+    matrix: Latencies = {}
+    for count in threads:
+        runners = {
+            (name, runtime): _runner(file, runtime, count)
+            for name, by_runtime in files.items()
+            for runtime, file in by_runtime.items()
+        }
+        matrix[count] = min_call_times({key: (lambda run=run: run(image)) for key, run in runners.items()}, repeats)
+    return matrix
