@@ -7,7 +7,7 @@ pedestrians are labelled (a mostly hidden one is not).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -81,7 +81,7 @@ class Placed:
     pedestrian: int  # index into the list passed to `render`
     box: tuple[int, int, int, int]  # x1, y1, x2, y2 clipped to the image
     colour: int
-    visible: float  # fraction of the figure not hidden by nearer objects
+    visible: float  # fraction of the whole figure in view: not hidden by nearer objects nor outside the image
 
 
 def _jitter(rng: np.random.Generator, bgr: tuple[int, int, int], amount: int) -> tuple[int, int, int]:
@@ -263,10 +263,31 @@ def render(
         grain = rng.normal(0, noise, canvas.shape[:2]).astype(np.float32)[..., None]
         canvas = np.clip(canvas.astype(np.float32) + grain, 0, 255).astype(np.uint8)
     placed = []
+    height, width = mask.shape
     for oid, (box, area) in silhouettes.items():
         pedestrian = objects[oid - 1]
         assert isinstance(pedestrian, Pedestrian)
-        visible = np.count_nonzero(mask == oid) / area
-        if visible >= MIN_VISIBLE_FRACTION and box[2] - box[0] >= 3 and box[3] - box[1] >= 6:
+        shown = np.count_nonzero(mask == oid)
+        if shown / area >= MIN_VISIBLE_FRACTION and box[2] - box[0] >= 3 and box[3] - box[1] >= 6:
+            cut = box[0] == 0 or box[1] == 0 or box[2] == width or box[3] == height  # part of it may be outside
+            visible = shown / (_whole_area(pedestrian) if cut else area)
             placed.append(Placed(index_of[id(pedestrian)], box, pedestrian.colour, round(float(visible), 3)))
     return canvas, placed
+
+
+def _whole_area(p: Pedestrian) -> int:
+    """Pixels of the figure drawn whole, wherever it stands: what MOT ground truth's visibility is a share of.
+
+    A figure half out of the picture is half visible, as one half hidden by a car is (MOTChallenge's
+    convention); counting only its in-picture pixels made a sliver at the border "fully visible".
+    """
+    margin = int(np.ceil(p.height)) + 4
+    size = (2 * margin, 2 * margin)
+    own = np.zeros(size, np.int32)
+    _draw_pedestrian(
+        replace(p, x=p.x - round(p.x) + margin, foot_y=p.foot_y - round(p.foot_y) + 1.5 * margin),
+        np.zeros((*size, 3), np.uint8),
+        own,
+        1,
+    )
+    return max(int(np.count_nonzero(own)), 1)
