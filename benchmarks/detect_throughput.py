@@ -1,13 +1,15 @@
 """Video frames consumed per second (decode included) by LightWeight's sampled detection versus YOLOv5's
-stock `detect.run(vid_stride=k)` on the same video and weights, side by side in one process, interleaved,
-best of N. The stock run is measured as `python detect.py` runs by default (annotated video written) and
-with `nosave=True` (labels only).
+stock `detect.run(vid_stride=k)` on the same video, weights and image size, side by side in one process,
+interleaved, best of N. LightWeight runs as stage `detect` deploys it (`detect.runtime: auto`: the fastest
+export of the weights that passed the equality check, see stage `export`) and on torch; the stock run as
+`python detect.py` runs by default (annotated video written) and with `nosave=True` (labels only). The
+deployed runtime's boxes are compared with torch's.
 
-Then peak RSS of the sampled detection on the video and on a 4x longer copy, each in a fresh process:
-streaming means the second should stay within 10% of the first.
+Then peak RSS (VmHWM) of the deployed sampled detection on the video and on a 4x longer copy, each in a
+fresh process: streaming means the second should stay within 10% of the first.
 
-    .venv/bin/python benchmarks/detect_throughput.py --weights models/finetuned.pt \
-        --video data/demo/videos/street_00.mp4 --interval 5
+    .venv/bin/python benchmarks/detect_throughput.py            # params.yaml's detect section, after `dvc repro`
+    .venv/bin/python benchmarks/detect_throughput.py --imgsz 640 --runtime torch
 """
 
 from __future__ import annotations
@@ -21,20 +23,23 @@ import time
 from pathlib import Path
 
 import cv2
+from runtime_speed import compare_boxes  # this folder: the scripts run as `python benchmarks/<name>.py`
 
-from tasks.config import DetectConfig
-from tasks.detect import detect_video, load_detector
+from tasks.config import DetectConfig, load_params
+from tasks.detect import deployed_model, detect_video, load_detector
 from tasks.yolo.inference import stock_detect
 
 _RSS_SCRIPT = """
-import json, resource, sys
+import json, re, sys
 from pathlib import Path
 from tasks.config import DetectConfig
-from tasks.detect import detect_video, load_detector
+from tasks.detect import deployed_model, detect_video, load_detector
 cfg = DetectConfig.model_validate_json(sys.argv[1])
-report = detect_video(load_detector(cfg, Path(cfg.weights)), cfg, Path(sys.argv[2]), Path(sys.argv[3]))
-print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "frames": report.frames_read}))
+runtime, model = deployed_model(cfg, Path.cwd())
+report = detect_video(load_detector(cfg, model, runtime), cfg, Path(sys.argv[2]), Path(sys.argv[3]))
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child would report at least its parent's size.
+peak_kb = int(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1))
+print(json.dumps({"peak_rss_mb": peak_kb / 1024, "frames": report.frames_read}))
 """
 
 
@@ -70,34 +75,32 @@ def peak_rss(cfg: DetectConfig, video: Path, scratch: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", type=Path, default=Path("models/finetuned.pt"))
     parser.add_argument("--video", type=Path, default=Path("data/demo/videos/street_00.mp4"))
-    parser.add_argument("--interval", type=int, default=5)
-    parser.add_argument("--imgsz", type=int, default=640)
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--imgsz", type=int, help="default: params.yaml detect.imgsz")
+    parser.add_argument(
+        "--runtime", choices=["auto", "torch", "onnxruntime", "openvino"], help="default: detect.runtime"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    cfg = DetectConfig(
-        weights=str(args.weights), videos=[str(args.video)], interval=args.interval, imgsz=args.imgsz, batch=args.batch
-    )
+    detect = load_params("params.yaml").detect
+    overrides = {k: v for k, v in {"imgsz": args.imgsz, "runtime": args.runtime}.items() if v is not None}
+    cfg = detect.model_copy(update={"videos": [str(args.video)], **overrides})
+    weights = Path(cfg.weights)
+    runtime, model = deployed_model(cfg, Path.cwd())
     frames = int(cv2.VideoCapture(str(args.video)).get(cv2.CAP_PROP_FRAME_COUNT))
-    detector = load_detector(cfg, args.weights)
+    deployed = load_detector(cfg, model, runtime)
+    on_torch = load_detector(cfg, weights)
     with tempfile.TemporaryDirectory(prefix="lightweight-bench-") as scratch_name:
         scratch = Path(scratch_name)
+        ours = f"lightweight ({runtime})"
         runs = {
-            "lightweight": lambda: detect_video(detector, cfg, args.video, scratch / "ours.csv"),
+            ours: lambda: detect_video(deployed, cfg, args.video, scratch / "ours.csv"),
+            "lightweight (torch)": lambda: detect_video(on_torch, cfg, args.video, scratch / "torch.csv"),
             "stock detect.py": lambda: stock_detect(
-                args.weights, args.video, scratch / "stock", args.imgsz, cfg.conf, cfg.iou, args.interval, save=True
+                weights, args.video, scratch / "stock", cfg.imgsz, cfg.conf, cfg.iou, cfg.interval, save=True
             ),
             "stock detect.py --nosave": lambda: stock_detect(
-                args.weights,
-                args.video,
-                scratch / "stock-nosave",
-                args.imgsz,
-                cfg.conf,
-                cfg.iou,
-                args.interval,
-                save=False,
+                weights, args.video, scratch / "stock-nosave", cfg.imgsz, cfg.conf, cfg.iou, cfg.interval, save=False
             ),
         }
         best = dict.fromkeys(runs, float("inf"))
@@ -106,16 +109,20 @@ def main() -> None:
                 start = time.perf_counter()
                 run()
                 best[name] = min(best[name], time.perf_counter() - start)
-        print(f"{args.video} ({frames} frames), every {args.interval}th frame, imgsz {args.imgsz}, {args.weights}")
-        print(f"{'variant':<26} {'best s':>8} {'frames/s':>9} {'vs stock':>9}")
+        print(
+            f"{args.video} ({frames} frames), every {cfg.interval}th frame, imgsz {cfg.imgsz}, batch {cfg.batch}, "
+            f"{cfg.threads} threads, {weights} ({model} on {runtime}), best of {args.repeats}"
+        )
+        print(f"{'variant':<32} {'best s':>8} {'frames/s':>9} {'vs stock':>9}")
         for name, seconds in best.items():
-            print(f"{name:<26} {seconds:8.2f} {frames / seconds:9.1f} {best['stock detect.py'] / seconds:8.2f}x")
-        print(f"lightweight vs stock --nosave: {best['stock detect.py --nosave'] / best['lightweight']:.2f}x")
+            print(f"{name:<32} {seconds:8.2f} {frames / seconds:9.1f} {best['stock detect.py'] / seconds:8.2f}x")
+        print(f"{ours} vs stock --nosave: {best['stock detect.py --nosave'] / best[ours]:.2f}x")
+        print(f"{ours} boxes vs torch: {compare_boxes(scratch / 'ours.csv', scratch / 'torch.csv')}")
 
         longer = longer_copy(args.video, 4, scratch / "longer.mp4")
         short_rss, long_rss = peak_rss(cfg, args.video, scratch), peak_rss(cfg, longer, scratch)
         print(
-            f"peak RSS: {short_rss['frames']} frames {short_rss['peak_rss_mb']:.0f} MB, "
+            f"peak RSS ({runtime}): {short_rss['frames']} frames {short_rss['peak_rss_mb']:.0f} MB, "
             f"{long_rss['frames']} frames {long_rss['peak_rss_mb']:.0f} MB "
             f"(+{100 * (long_rss['peak_rss_mb'] / short_rss['peak_rss_mb'] - 1):.1f}%)"
         )
