@@ -28,12 +28,17 @@ def _listing(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-def test_stage_writes_proven_exports_and_metrics(trained_checkpoint: Path, pruned, tiny_demo: Path, tmp_path: Path):
+def test_stage_writes_proven_exports_and_metrics(
+    trained_checkpoint: Path, pruned, tiny_demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     weights = {"base": trained_checkpoint, "finetuned": pruned[0].weights}
     out, metrics_path = tmp_path / "models", tmp_path / "metrics" / "export.json"
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
     metrics = export_models(
         TINY_EXPORT, weights=weights, data_yaml=tiny_demo / "data.yaml", out_dir=out, metrics_path=metrics_path
     )
+    assert list((tmp_path / "cwd").iterdir()) == []  # YOLOv5's val.run writes results.html into its save_dir
 
     assert sorted(p.name for p in out.iterdir()) == [
         "base.onnx",

@@ -8,6 +8,7 @@ with today's `openvino.convert_model` (YOLOv5 7.0's own path imports the removed
 from __future__ import annotations
 
 import copy
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,17 +213,18 @@ def _map50(model: nn.Module, data_yaml: Path, imgsz: int, batch: int, workers: i
         data = check_dataset(str(data_yaml))
         stride = 32  # only shapes rectangular batches, and these are square
         loader = create_dataloader(data["val"], imgsz, batch, stride, rect=False, workers=workers, prefix="check: ")[0]
-        (_p, _r, map50, *_rest), *_ = yolov5_val.run(
-            data=data,
-            model=model,
-            dataloader=loader,
-            imgsz=imgsz,
-            batch_size=batch,
-            plots=False,
-            half=False,
-            callbacks=Callbacks(),
-            save_dir=Path(""),
-        )
+        with tempfile.TemporaryDirectory(prefix="lightweight-check-") as scratch:  # val.run writes results.html there
+            (_p, _r, map50, *_rest), *_ = yolov5_val.run(
+                data=data,
+                model=model,
+                dataloader=loader,
+                imgsz=imgsz,
+                batch_size=batch,
+                plots=False,
+                half=False,
+                callbacks=Callbacks(),
+                save_dir=Path(scratch),
+            )
     return float(map50)
 
 
