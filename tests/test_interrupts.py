@@ -23,7 +23,7 @@ from tasks.config import load_params
 from tasks.detections import DETECTION_COLUMNS, VideoReport, write_summary
 from tasks.layout import Layout
 from tasks.registry import load_stage
-from tests.conftest import tiny_params
+from tests.conftest import TINY_DEMO, tiny_params
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +59,16 @@ def _true_people_as_detections(root: Path) -> None:
                 left, top, width, height = (int(p[k]) for k in ("left", "top", "width", "height"))
                 writer.writerow((p["frame"], 0, left, top, left + width, top + height, 0.9, 0))
         video = truth.with_suffix(".mp4")
-        reports.append(VideoReport(video=str(video), name=truth.stem, status="ok", frames=12, fps=5, sampled=12))
+        reports.append(
+            VideoReport(
+                video=str(video),
+                name=truth.stem,
+                status="ok",
+                frames=TINY_DEMO.video_frames,
+                fps=5,
+                sampled=TINY_DEMO.video_frames,
+            )
+        )
     write_summary(layout.detections, reports, root)
 
 

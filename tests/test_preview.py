@@ -18,6 +18,7 @@ from tasks.detections import DETECTION_COLUMNS, VideoReport, write_summary
 from tasks.frames import open_video
 from tasks.preview import STAGE, PreviewError, clip_frames, draw_frame, preview_videos, running_counts
 from tasks.track import PEOPLE_COLUMNS, TrackRow, track_video
+from tests.conftest import TINY_DEMO
 
 INTERVAL = 2
 DETECT = DetectConfig(interval=INTERVAL)
@@ -101,11 +102,12 @@ def gif_frames(path: Path) -> list[tuple[np.ndarray, int]]:
 
 
 def test_one_gif_frame_per_sampled_frame_at_the_sampled_rate(project: Path, tmp_path: Path):
-    result = run(project, tmp_path / "preview")  # 8 s from 0: the whole 12-frame, 5 fps video
+    result = run(project, tmp_path / "preview")  # 8 s from 0: the whole tiny video (under 5 s at 5 fps)
     [gif] = sorted((tmp_path / "preview").iterdir())
     assert gif.name == "street_00.gif"
     frames = gif_frames(gif)
-    assert len(frames) == len(range(0, 12, INTERVAL)) == result["videos"]["street_00"]["frames"]
+    sampled = len(range(0, TINY_DEMO.video_frames, INTERVAL))
+    assert len(frames) == sampled == result["videos"]["street_00"]["frames"]
     assert {duration for _, duration in frames} == {1000 * INTERVAL // 5}  # interval / fps seconds each
     assert {f.shape for f, _ in frames} == {(96, 160, 3)}  # the video's size: never enlarged to preview.width
     assert len({f.tobytes() for f, _ in frames}) == len(frames)  # every frame its own picture
