@@ -9,19 +9,18 @@ import pytest
 import yaml
 from distributed import Client, LocalCluster
 from prefect import flow
-from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.steps import detect_all, detect_video_task
 from tasks.config import load_params
 from tasks.layout import Layout
+from tests.flows.harness import local_prefect
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory):
-    with prefect_test_harness(), temporary_settings({PREFECT_LOCAL_STORAGE_PATH: tmp_path_factory.mktemp("results")}):
+    with local_prefect(tmp_path_factory.mktemp("results")):
         yield
 
 

@@ -4,13 +4,12 @@ import json
 from pathlib import Path
 
 import pytest
-from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.nightly import nightly_eval
 from tasks.layout import Layout
 from tasks.nightly import NightlyRegression
 from tests.flows.api import artifacts_of, task_states_of
+from tests.flows.harness import local_prefect
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +20,7 @@ def test_a_map50_drop_fails_the_run_with_an_alert_artifact(
     project = finetuned_project
     history = Layout(project).nightly_history
     storage = tmp_path_factory.mktemp("prefect-results")
-    with prefect_test_harness(), temporary_settings({PREFECT_LOCAL_STORAGE_PATH: storage}):
+    with local_prefect(storage):
         first = nightly_eval(root=project, return_state=True)
         assert first.is_completed(), first
         assert first.result()["passed"] is True and first.result()["map50"] >= 0

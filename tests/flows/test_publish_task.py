@@ -8,10 +8,10 @@ import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.testing.utilities import prefect_test_harness
 
 from tasks.config import StorageConfig
 from tasks.publish import publish_task
+from tests.flows.harness import local_prefect
 from tests.moto_s3 import MotoServer
 
 pytestmark = pytest.mark.slow
@@ -37,7 +37,7 @@ def test_publish_task_retries_only_when_the_endpoint_does_not_answer(s3_server: 
     weights.write_bytes(b"weights")
     files = {"models/finetuned.pt": weights}
     cfg = StorageConfig(endpoint_url=s3_server.endpoint, bucket="artifacts", max_attempts=1)
-    with prefect_test_harness():
+    with local_prefect():
         assert publish_runs(cfg, files) == ("Failed", 1)  # missing bucket: retrying cannot help
         s3_server.client().create_bucket(Bucket="artifacts")
         assert publish_runs(cfg, files) == ("Completed", 1)
