@@ -8,8 +8,12 @@ non_max_suppression and scale_boxes, so its boxes are those of the torch Detecto
 from __future__ import annotations
 
 import ast
+import ctypes
 import importlib
+import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -195,16 +199,44 @@ class _OpenVinoSession(Session):
         return self._requests[shape]
 
     def _run_parallel(self, parts: list[np.ndarray]) -> list[np.ndarray]:
-        started = []
-        for i, part in enumerate(parts):
-            request = self._requests_for(tuple(part.shape))[i]
-            request.start_async({0: np.ascontiguousarray(part)}, share_inputs=False)
-            started.append(request)
-        outputs = []
-        for request in started:
-            request.wait()
-            outputs.append(request.get_output_tensor(0).data.copy())
+        with _calling_threads_signal_stack_kept():
+            started = []
+            for i, part in enumerate(parts):
+                request = self._requests_for(tuple(part.shape))[i]
+                request.start_async({0: np.ascontiguousarray(part)}, share_inputs=False)
+                started.append(request)
+            outputs = []
+            for request in started:
+                request.wait()
+                outputs.append(request.get_output_tensor(0).data.copy())
         return outputs
+
+
+class _SignalStack(ctypes.Structure):
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+
+@contextmanager
+def _calling_threads_signal_stack_kept() -> Iterator[None]:
+    """Give the calling thread its alternate signal stack back after an OpenVINO call.
+
+    OpenVINO's CPU plugin installs a signal stack of its own on the thread that runs a model and, when the model is
+    freed, puts back the one it found. Two models freed in the order they came (the latency matrix) leave the thread
+    the first model's stack, already unmapped. Python's signal handlers run on it: the next signal (SIGCHLD from a
+    loader worker or a subprocess) killed the process with SIGSEGV, and forked loader workers aborted.
+    """
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    saved = _SignalStack()
+    if libc.sigaltstack(None, ctypes.byref(saved)) != 0:
+        yield
+        return
+    try:
+        yield
+    finally:
+        libc.sigaltstack(ctypes.byref(saved), None)
 
 
 def open_session(path: Path | str, runtime: Runtime, threads: int = 1, sessions: int = 1) -> Session:

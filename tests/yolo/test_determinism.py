@@ -7,17 +7,24 @@ on how busy the CPU was) and the wall-clock date and scratch paths train.py writ
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from tasks.dataset import resolved_dataset_yaml
 from tasks.yolo import load_checkpoint, train, validate, yolov5_runtime
+from tasks.yolo.export import export_onnx
+from tasks.yolo.runtimes import open_session
+from tests.conftest import REPO
 
 
 @contextmanager
@@ -58,17 +65,47 @@ def _train(tiny_demo: Path, run_dir: Path) -> Path:
     )
 
 
+def _train_in_a_fresh_process(tiny_demo: Path, run_dir: Path, threads: int) -> Run:
+    """As `lightweight run base` trains: a new process, loader workers forked from it."""
+    code = (
+        "import json, sys, torch\n"
+        "from pathlib import Path\n"
+        "from tests.yolo.test_determinism import _train, torch_settings\n"
+        "torch.set_num_threads(int(sys.argv[3]))\n"
+        "before = torch_settings()\n"
+        "best = _train(Path(sys.argv[1]), Path(sys.argv[2]))\n"
+        "print(json.dumps([str(best), before, torch_settings()]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tiny_demo), str(run_dir), str(threads)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    best, before, after = json.loads(done.stdout.strip().splitlines()[-1])
+    return Run(Path(best), tuple(before), tuple(after))
+
+
+def _run_openvino(weights: Path, scratch: Path) -> None:
+    """What export, val and detect do in a flow before a later training in the same process: OpenVINO left the
+    process a dangling signal stack, and the loader workers' SIGCHLD then killed it (see tasks/yolo/runtimes.py)."""
+    onnx = scratch / "model.onnx"
+    export_onnx(weights, onnx, imgsz=64, opset=12, dynamic=False)
+    open_session(onnx, "openvino", threads=2)(np.zeros((1, 3, 64, 64), np.float32))
+
+
 @pytest.fixture(scope="module")
 def reruns(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, Run]:
-    """The same training twice, from callers with 1 and 3 threads, in different scratch folders."""
-    runs = []
-    for threads in (1, 3):
-        run_dir = tmp_path_factory.mktemp(f"rerun-{threads}-threads")
-        with process_threads(threads):
-            before = torch_settings()
-            best = _train(tiny_demo, run_dir)
-            runs.append(Run(best, before, torch_settings()))
-    return runs[0], runs[1]
+    """The same training twice: in a fresh process with 1 thread (as a DVC stage), then in this process with 3
+    threads after OpenVINO ran here (as in a flow), in different scratch folders."""
+    first = _train_in_a_fresh_process(tiny_demo, tmp_path_factory.mktemp("rerun-1-thread"), threads=1)
+    _run_openvino(first.best, tmp_path_factory.mktemp("openvino"))
+    with process_threads(3):
+        before = torch_settings()
+        best = _train(tiny_demo, tmp_path_factory.mktemp("rerun-3-threads"))
+        second = Run(best, before, torch_settings())
+    return first, second
 
 
 def _differing_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> list[str]:

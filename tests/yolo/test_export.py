@@ -1,6 +1,7 @@
 """The export adapter: ONNX as YOLOv5 writes it, an FP32 IR, both equal to the checkpoint, detectors on them."""
 
 import copy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from tasks.yolo.export import check_export, export_model, export_onnx, export_op
 from tasks.yolo.inference import Detector, stock_detect
 from tasks.yolo.runtime import yolov5_runtime
 from tasks.yolo.runtimes import ExportedDetector, ExportError, import_package, open_session, read_exported
-from tests.conftest import TINY_DEMO
+from tests.conftest import REPO, TINY_DEMO
 
 IMGSZ = 64  # export size: tiny, and the dynamic export runs at any other size too
 
@@ -168,3 +169,29 @@ def test_bad_exports_and_missing_runtimes_are_named(tmp_path: Path, monkeypatch:
     monkeypatch.setitem(sys.modules, "openvino", None)  # what an environment without the package looks like
     with pytest.raises(ExportError, match=r"openvino is not installed: pip install openvino"):
         import_package("openvino")
+
+
+def test_a_signal_after_openvino_ran_and_was_freed_reaches_its_python_handler(exported):
+    """Each OpenVINO model installs a signal stack on the thread that runs it and, freed, puts back the one before:
+    with two models freed in the order they came, that is the first one's, already unmapped. The next signal
+    handled in Python (a loader worker's SIGCHLD, a subprocess's) then killed the process with SIGSEGV."""
+    code = (
+        "import gc, os, signal, sys\n"
+        "import numpy as np\n"
+        "from tasks.yolo.runtimes import open_session\n"
+        "first, second = (open_session(sys.argv[1], 'openvino', threads=n) for n in (1, 2))\n"
+        "first(np.zeros((1, 3, 64, 64), np.float32)); second(np.zeros((1, 3, 64, 64), np.float32))\n"
+        "del first; gc.collect(); del second; gc.collect()  # as the latency matrix frees them\n"
+        "signal.signal(signal.SIGUSR1, lambda *_: print('handled'))\n"
+        "os.kill(os.getpid(), signal.SIGUSR1)\n"
+    )
+    # -X faulthandler gives the main thread a signal stack of Python's own, as pytest's faulthandler plugin does
+    done = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", code, str(exported["openvino"])],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("handled")
