@@ -198,6 +198,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--video-repeats", type=int, default=3)
     args = parser.parse_args()
+    if args.repeats < 1 or args.video_repeats < 1:
+        parser.error("--repeats and --video-repeats must be at least 1 (each figure is a best of N)")
     missing = [str(p) for p in args.checkpoints if not p.is_file()]
     if missing:
         parser.error(f"checkpoints not found: {', '.join(missing)} (run the pipeline, or name others)")
