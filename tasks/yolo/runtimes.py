@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import ctypes
+import functools
 import importlib
 import sys
 from collections.abc import Iterator
@@ -216,6 +217,12 @@ class _SignalStack(ctypes.Structure):
     _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """The C library, opened once: the signal-stack guard runs on every OpenVINO batch."""
+    return ctypes.CDLL(None, use_errno=True)
+
+
 @contextmanager
 def _calling_threads_signal_stack_kept() -> Iterator[None]:
     """Give the calling thread its alternate signal stack back after an OpenVINO call.
@@ -228,7 +235,7 @@ def _calling_threads_signal_stack_kept() -> Iterator[None]:
     if not sys.platform.startswith("linux"):
         yield
         return
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = _libc()
     saved = _SignalStack()
     if libc.sigaltstack(None, ctypes.byref(saved)) != 0:
         yield

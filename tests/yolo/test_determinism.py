@@ -92,7 +92,11 @@ def _run_openvino(weights: Path, scratch: Path) -> None:
     process a dangling signal stack, and the loader workers' SIGCHLD then killed it (see tasks/yolo/runtimes.py)."""
     onnx = scratch / "model.onnx"
     export_onnx(weights, onnx, imgsz=64, opset=12, dynamic=False)
-    open_session(onnx, "openvino", threads=2)(np.zeros((1, 3, 64, 64), np.float32))
+    sessions = [open_session(onnx, "openvino", threads=n) for n in (1, 2)]  # two, freed in order: the matrix
+    for session in sessions:
+        session(np.zeros((1, 3, 64, 64), np.float32))
+    del session
+    sessions.clear()
 
 
 @pytest.fixture(scope="module")
