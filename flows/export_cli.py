@@ -27,7 +27,7 @@ def export(
     from tasks.yolo.export import FORMAT_RUNTIME
 
     formats = tuple(f.strip() for f in format.split(",") if f.strip())
-    cfg = validated(ExportConfig, "options", formats=formats, int8=int8, imgsz=imgsz)
+    cfg = validated(ExportConfig, "options", formats=formats, int8=int8, imgsz=imgsz, map50_imgsz=None)
     report = export_checkpoint(cfg, weights=checkpoint, out_dir=out, data_yaml=data)
     for name, runtimes in report["models"].items():
         paths = export_paths(out, name, cfg.formats)

@@ -93,7 +93,7 @@ def _prepare(
         files["openvino"] = export_openvino(onnx_file, scratch / f"{name}_openvino", name).parent
     exported = {FORMAT_RUNTIME[fmt]: path for fmt, path in files.items()}
     base_map, checks = check_export(
-        weights, exported, images=images, data_yaml=data_yaml, imgsz=cfg.imgsz, workers=cfg.workers
+        weights, exported, images=images, data_yaml=data_yaml, imgsz=cfg.map50_size, workers=cfg.workers
     )
     report: dict[str, Any] = {
         "torch": {"map50": _round(base_map), "file_bytes": weights.stat().st_size, "sha256": sha256_file(weights)}
@@ -160,6 +160,7 @@ def _settings(cfg: ExportConfig, checked_on: str) -> dict[str, Any]:
         "opset": cfg.opset,
         "simplify": cfg.simplify,
         "check_images": cfg.check_images,
+        "map50_imgsz": cfg.map50_size,
         "checked_on": checked_on,
     }
 
@@ -173,7 +174,7 @@ def export_models(
     """
     models = _export_all(cfg, weights, data_yaml, out_dir)
     metrics = {
-        **_settings(cfg, "val split, square letterbox at imgsz, batch 1"),
+        **_settings(cfg, "val split, square letterbox at map50_imgsz, batch 1"),
         "models": models,
         "int8": {"enabled": False, "kept": False, "reason": "not implemented (FP32 exports only)"},
     }

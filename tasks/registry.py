@@ -31,6 +31,7 @@ __all__ = [
     "stage_names",
     "stages",
     "stages_from",
+    "stages_upto",
     "write_dvc_yaml",
 ]
 
@@ -269,6 +270,13 @@ def stages_from(name: str, params: Any = None) -> list[Stage]:
     after = _closure({name}, downstream)
     before_name = _closure({name}, upstream) - {name}
     needed = _closure(after, upstream) - before_name
+    return [stage for stage in ordered if stage.name in needed]
+
+
+def stages_upto(name: str, params: Any = None) -> list[Stage]:
+    """Stage `name` and every stage it needs, what `dvc repro NAME` runs on a new project (in DAG order)."""
+    ordered = stages(params)
+    needed = _closure({name}, _edges(ordered, params if params is not None else _defaults()))
     return [stage for stage in ordered if stage.name in needed]
 
 

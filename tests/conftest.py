@@ -74,7 +74,7 @@ def tiny_params() -> dict:
         "classify": TINY_CLASSIFY.model_dump(mode="json"),
         "track": {"lines": {"*": {"middle": {"points": [[0.5, 0.0], [0.5, 1.0]], "units": "fraction"}}}},
         "interval_sweep": {"intervals": [1, 2]},
-        "export": {"imgsz": 64, "check_images": 2},
+        "export": {"imgsz": 64, "check_images": 2, "map50_imgsz": 64},
         "preview": {"seconds": 1, "width": 96},
     }
 

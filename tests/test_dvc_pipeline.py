@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tasks.registry import stages_upto
 from tasks.select import collect_candidates
 from tests.conftest import REPO, STAGES, TINY_DETECT, tiny_params
 from tests.dag import expected_reruns, importers, snapshot
@@ -40,12 +41,17 @@ def ran(output: str) -> set[str]:
     return {stage for stage in STAGES if f"Running stage '{stage}'" in output}
 
 
-def repro_after(project: Path, **sections: dict) -> tuple[set[str], set[str]]:
-    """Set params, `dvc repro`: (the stages DVC ran, the stages whose params, code or input contents changed)."""
+def repro_after(project: Path, *targets: str, **sections: dict) -> tuple[set[str], set[str]]:
+    """Set params, `dvc repro [TARGETS]`: (the stages DVC ran, the stages whose params, code or input contents
+    changed, among those the targets need)."""
     before = snapshot(project)
     set_params(project, **sections)
-    output = sh(project, "dvc", "repro")
-    return ran(output), expected_reruns(before, snapshot(project))
+    output = sh(project, "dvc", "repro", *targets)
+    after = snapshot(project)
+    expected = expected_reruns(before, after)
+    if targets:
+        expected &= {stage.name for target in targets for stage in stages_upto(target, after[0])}
+    return ran(output), expected
 
 
 def _new_project(project: Path) -> Path:
@@ -78,7 +84,7 @@ def reproduced(reproduced_once: tuple[Path, set[str]], tmp_path: Path) -> Path:
     return Path(shutil.copytree(reproduced_once[0], tmp_path / "project", symlinks=True))
 
 
-def test_repro_reruns_only_what_changed(reproduced_once: tuple[Path, set[str]], reproduced: Path):
+def test_a_first_repro_runs_every_stage_and_a_second_none(reproduced_once: tuple[Path, set[str]], reproduced: Path):
     project = reproduced
     assert reproduced_once[1] == set(STAGES)
     assert (project / "models" / "base.pt").is_file() and (project / "models" / "finetuned.pt").is_file()
@@ -89,26 +95,35 @@ def test_repro_reruns_only_what_changed(reproduced_once: tuple[Path, set[str]], 
     assert ran(again) == set() and "Data and pipelines are up to date" in again
     assert "up to date" in sh(project, "dvc", "status")
 
+
+def test_a_detect_param_reruns_exactly_what_follows_detect(reproduced: Path):
+    project = reproduced
     assert json.loads((project / "metrics" / "flow.json").read_text())["interval"] == TINY_DETECT.interval
+    done, expected = repro_after(project, detect={"interval": 3})
+    assert done == expected  # exactly what changed, by params, code and input contents
+    assert {"detect", "flow_report", "macs", "track"} <= done  # at least what reads the changed params
+    assert not done & {stage.name for stage in stages_upto("finetune")}
+    assert json.loads((project / "metrics" / "flow.json").read_text())["interval"] == 3
+
+
+def test_pruning_and_finetune_params_rerun_exactly_what_they_change(reproduced: Path):
+    """Up to `finetune`: what follows it reruns by the same rule (input contents), checked above for detect."""
+    project = reproduced
     for change, certain in (
-        ({"detect": {"interval": 3}}, {"detect", "flow_report", "macs", "track"}),
-        ({"finetune": {"epochs": 2}}, {"finetune", "val"}),
-        ({"prune": {"ratio": 0.37}}, {"prune", "finetune", "val"}),
-        ({"prune": {"iterative_steps": 2}, "finetune": {"epochs_per_step": 1}}, {"prune", "finetune", "val"}),
-        ({"finetune": {"epochs": 1}}, {"finetune", "val"}),  # the final fine-tune only: prune's is unchanged
+        ({"prune": {"ratio": 0.37}}, {"prune", "finetune"}),
+        ({"prune": {"iterative_steps": 2}, "finetune": {"epochs_per_step": 1}}, {"prune", "finetune"}),
+        ({"finetune": {"epochs": 2}}, {"finetune"}),  # the final fine-tune only: prune's is unchanged
     ):
-        done, expected = repro_after(project, **change)
-        assert done == expected, change  # exactly what changed, by params, code and input contents
-        assert certain <= done, change  # and at least what reads the changed params
-        if "detect" in change:
-            assert json.loads((project / "metrics" / "flow.json").read_text())["interval"] == 3
-        if "prune" in change and "ratio" in change["prune"]:
+        done, expected = repro_after(project, "finetune", **change)
+        assert done == expected, change
+        assert certain <= done and "base" not in done, change
+        if "ratio" in change.get("prune", {}):
             assert json.loads((project / "metrics" / "prune.json").read_text())["ratio"] == 0.37
         if "iterative_steps" in change.get("prune", {}):
             steps = json.loads((project / "metrics" / "prune.json").read_text())["steps"]
             assert [step.get("epochs") for step in steps] == [1, None]  # trained between steps, not after the last
 
-    # demo_data and base changes (everything, or everything after base) are checked in tests/flows/test_pipeline.py
+    # a base change (everything after base) is checked in tests/flows/test_pipeline.py
 
 
 def test_editing_a_helper_module_reruns_exactly_its_importers(reproduced: Path):

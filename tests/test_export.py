@@ -15,11 +15,13 @@ from typer.testing import CliRunner
 import tasks.export
 from flows.export_cli import export as export_command
 from tasks.config import ConfigError, validated
+from tasks.dataset import resolved_dataset_yaml
 from tasks.export import STAGE, ExportConfig, ExportError, export_checkpoint, export_models
 from tasks.yolo import CheckpointError
+from tasks.yolo.export import check_export, sample_images
 from tasks.yolo.runtimes import read_exported
 
-TINY_EXPORT = ExportConfig(imgsz=64, check_images=4)
+TINY_EXPORT = ExportConfig(imgsz=64, check_images=4, map50_imgsz=96)  # mAP50 checked at another size than exported
 
 
 def _listing(folder: Path) -> dict[str, bytes]:
@@ -63,6 +65,11 @@ def test_stage_writes_proven_exports_and_metrics(
             assert result["file_bytes"] == size
             assert read_exported(path).names == {0: "person"}
     assert metrics["int8"]["enabled"] is False
+    assert metrics["imgsz"] == 64 and metrics["map50_imgsz"] == 96
+    images, data = sample_images(None, 1, 64), resolved_dataset_yaml(tiny_demo / "data.yaml", tmp_path / "data")
+    for name, path in weights.items():  # the checkpoint's mAP50 is the one at map50_imgsz
+        at_96, _ = check_export(path, {}, images=images, data_yaml=data, imgsz=96)
+        assert metrics["models"][name]["torch"]["map50"] == round(at_96, 5)
 
 
 def _tampered_export_onnx(real):
@@ -147,6 +154,9 @@ def test_int8_and_bad_formats_are_config_errors():
         ExportConfig(formats=("tflite",))
     with pytest.raises(ValidationError, match=r"Extra inputs are not permitted"):
         ExportConfig(half=True)
+    with pytest.raises(ValidationError, match=r"map50_imgsz 192 differs from imgsz 640, but a static export"):
+        ExportConfig(dynamic=False, map50_imgsz=192)
+    assert ExportConfig(dynamic=False, map50_imgsz=640).map50_size == ExportConfig(map50_imgsz=None).map50_size == 640
 
 
 def test_stage_declaration():

@@ -20,6 +20,7 @@ from tasks.registry import (
     load_stage,
     stages,
     stages_from,
+    stages_upto,
 )
 
 DVC_YAML = yaml.safe_load((PROJECT / "dvc.yaml").read_text())
@@ -133,6 +134,11 @@ def test_the_stages_from_detect_are_what_follows_it_and_what_they_need():
     names = [stage.name for stage in stages_from("detect")]
     assert {"detect", "classifier", "crop", "classify", "flow_report", "macs"} <= set(names)
     assert not {"demo_data", "base", "prune", "finetune", "val"} & set(names)
+
+
+def test_the_stages_up_to_finetune_are_what_it_needs():
+    assert [stage.name for stage in stages_upto("finetune")] == ["demo_data", "base", "prune", "finetune"]
+    assert {stage.name for stage in stages_upto("classify")} >= {"detect", "crop", "classifier", "finetune"}
 
 
 def test_an_unknown_stage_is_a_clear_error():
