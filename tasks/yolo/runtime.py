@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import random
 import shutil
 import sys
 import threading
@@ -18,7 +19,13 @@ import torch
 
 from tasks.yolo.allowlist import CHECKPOINT_GLOBALS
 
-__all__ = ["allowlisted_loading", "nms_without_time_limit", "provide_fonts", "yolov5_runtime"]
+__all__ = [
+    "allowlisted_loading",
+    "nms_without_time_limit",
+    "provide_fonts",
+    "yolov5_random",
+    "yolov5_runtime",
+]
 
 # YOLOv5 downloads these from the internet on first plot; a bundled DejaVu Sans serves instead.
 _FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")
@@ -73,6 +80,21 @@ def nms_without_time_limit() -> Callable[..., Any]:
     return untimed
 
 
+# YOLOv5 draws its augmentations from the `random` module's shared generator, which other threads of the process
+# draw from too: Prefect's log and event workers jitter their waits with random.uniform. In a flow, a training run
+# then depended on when those threads woke (two identical runs gave different weights; a DVC stage, alone in its
+# process, did not). YOLOv5's modules get a generator of their own instead; its init_seeds seeds it as before.
+_YOLOV5_RANDOM = random.Random()
+
+
+def yolov5_random() -> random.Random:
+    """Give every loaded YOLOv5 module that uses the `random` module a generator no other code draws from."""
+    for name, module in list(sys.modules.items()):
+        if name.startswith("yolov5") and getattr(module, "random", None) is random:
+            module.random = _YOLOV5_RANDOM  # type: ignore[attr-defined]
+    return _YOLOV5_RANDOM
+
+
 # torch's `safe_globals` context removes its entries on exit, even while an outer context or another thread
 # still loads: so one shared context is entered by the first user and left by the last.
 _ALLOWLIST = torch.serialization.safe_globals(CHECKPOINT_GLOBALS)
@@ -108,7 +130,8 @@ def allowlisted_loading() -> Iterator[None]:
 
 @contextmanager
 def yolov5_runtime() -> Iterator[None]:
-    """Run YOLOv5 code with fonts in place, NMS without its time limit, `torch.load` limited to the allow-list.
+    """Run YOLOv5 code with fonts in place, NMS without its time limit, a random generator of its own, and
+    `torch.load` limited to the allow-list.
 
     YOLOv5 calls `torch.load` without `weights_only`, whose default is now True; inside this
     context those calls accept exactly the classes a YOLOv5 checkpoint is made of, nothing else,
@@ -118,6 +141,7 @@ def yolov5_runtime() -> Iterator[None]:
     with allowlisted_loading():
         warnings.filterwarnings("ignore", category=FutureWarning, module="yolov5")
         nms_without_time_limit()
+        yolov5_random()
         try:
             yield
         except pickle.UnpicklingError as error:

@@ -2,14 +2,17 @@
 
 What made them differ, each pinned by a test here: the process's thread count (ATen's CPU reductions add
 per-thread partial sums), YOLOv5's wall-clock limit on NMS (val mAP, hence best.pt, and detections depended
-on how busy the CPU was) and the wall-clock date and scratch paths train.py writes into the checkpoint.
+on how busy the CPU was), the wall-clock date and scratch paths train.py writes into the checkpoint, and other
+threads drawing from the `random` module's generator, which YOLOv5's augmentations shared (Prefect's workers).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -110,6 +113,47 @@ def reruns(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[R
         best = _train(tiny_demo, tmp_path_factory.mktemp("rerun-3-threads"))
         second = Run(best, before, torch_settings())
     return first, second
+
+
+@contextmanager
+def another_thread_drawing_random_numbers() -> Iterator[None]:
+    """What Prefect's log and event workers do in a flow: draw from the `random` module now and then."""
+    stop = threading.Event()
+
+    def draw() -> None:
+        while not stop.wait(0.001):
+            random.random()
+
+    drawer = threading.Thread(target=draw, daemon=True)
+    drawer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        drawer.join()
+
+
+@pytest.mark.slow
+def test_training_in_process_ignores_other_threads_drawing_random_numbers(tiny_demo: Path, tmp_path: Path):
+    """With loader workers=0 the augmentations are drawn in this process, where other threads draw too."""
+    weights = []
+    for name, busy in (("quiet", False), ("busy", True)):
+        data = resolved_dataset_yaml(tiny_demo / "data.yaml", tmp_path / name)
+        with another_thread_drawing_random_numbers() if busy else process_threads(torch.get_num_threads()):
+            best = train(
+                data=data,
+                cfg="yolov5n.yaml",
+                weights="",
+                run_dir=tmp_path / name,
+                epochs=2,
+                imgsz=64,
+                batch=4,
+                workers=0,
+                patience=100,
+                seed=0,
+            )
+        weights.append(load_checkpoint(best)["model"].state_dict())
+    assert _differing_tensors(*weights) == []
 
 
 def _differing_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> list[str]:
