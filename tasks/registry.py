@@ -262,10 +262,15 @@ def _closure(start: set[str], step: dict[str, set[str]]) -> set[str]:
     return found
 
 
+def _dag(params: Any) -> tuple[list[Stage], dict[str, set[str]]]:
+    """The stages in DAG order, and for each the stages whose outputs it reads."""
+    ordered = stages(params)
+    return ordered, _edges(ordered, params if params is not None else _defaults())
+
+
 def stages_from(name: str, params: Any = None) -> list[Stage]:
     """Stage `name`, every stage after it, and what those need that `name` does not (in DAG order)."""
-    ordered = stages(params)
-    upstream = _edges(ordered, params if params is not None else _defaults())
+    ordered, upstream = _dag(params)
     downstream = {s.name: {t for t, ups in upstream.items() if s.name in ups} for s in ordered}
     after = _closure({name}, downstream)
     before_name = _closure({name}, upstream) - {name}
@@ -275,8 +280,8 @@ def stages_from(name: str, params: Any = None) -> list[Stage]:
 
 def stages_upto(name: str, params: Any = None) -> list[Stage]:
     """Stage `name` and every stage it needs, what `dvc repro NAME` runs on a new project (in DAG order)."""
-    ordered = stages(params)
-    needed = _closure({name}, _edges(ordered, params if params is not None else _defaults()))
+    ordered, upstream = _dag(params)
+    needed = _closure({name}, upstream)
     return [stage for stage in ordered if stage.name in needed]
 
 

@@ -74,10 +74,15 @@ def nms_without_time_limit() -> Callable[..., Any]:
     original = getattr(current, "__wrapped__", current)
     untimed = current if current is not original else _untimed(original)
     # Modules that did `from yolov5.utils.general import non_max_suppression` hold their own reference.
-    for name, module in list(sys.modules.items()):
-        if name.startswith("yolov5") and getattr(module, "non_max_suppression", None) is original:
-            module.non_max_suppression = untimed
+    _rebind_in_yolov5("non_max_suppression", original, untimed)
     return untimed
+
+
+def _rebind_in_yolov5(attribute: str, current: object, replacement: object) -> None:
+    """Every loaded YOLOv5 module whose `attribute` is `current` gets `replacement` instead."""
+    for name, module in list(sys.modules.items()):
+        if name.startswith("yolov5") and getattr(module, attribute, None) is current:
+            setattr(module, attribute, replacement)
 
 
 # YOLOv5 draws its augmentations from the `random` module's shared generator, which other threads of the process
@@ -89,9 +94,7 @@ _YOLOV5_RANDOM = random.Random()
 
 def yolov5_random() -> random.Random:
     """Give every loaded YOLOv5 module that uses the `random` module a generator no other code draws from."""
-    for name, module in list(sys.modules.items()):
-        if name.startswith("yolov5") and getattr(module, "random", None) is random:
-            module.random = _YOLOV5_RANDOM  # type: ignore[attr-defined]
+    _rebind_in_yolov5("random", random, _YOLOV5_RANDOM)
     return _YOLOV5_RANDOM
 
 

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +52,7 @@ class Run:
     settings_after: tuple[int, bool]
 
 
-def _train(tiny_demo: Path, run_dir: Path) -> Path:
+def _train(tiny_demo: Path, run_dir: Path, workers: int = 2) -> Path:
     data = resolved_dataset_yaml(tiny_demo / "data.yaml", run_dir)
     return train(
         data=data,
@@ -62,7 +62,7 @@ def _train(tiny_demo: Path, run_dir: Path) -> Path:
         epochs=2,
         imgsz=64,
         batch=4,
-        workers=2,  # loader processes draw the mosaic/HSV/flip augmentations: their seeding is under test too
+        workers=workers,  # loader processes draw the mosaic/HSV/flip augmentations: their seeding is under test too
         patience=100,
         seed=0,
     )
@@ -138,20 +138,8 @@ def test_training_in_process_ignores_other_threads_drawing_random_numbers(tiny_d
     """With loader workers=0 the augmentations are drawn in this process, where other threads draw too."""
     weights = []
     for name, busy in (("quiet", False), ("busy", True)):
-        data = resolved_dataset_yaml(tiny_demo / "data.yaml", tmp_path / name)
-        with another_thread_drawing_random_numbers() if busy else process_threads(torch.get_num_threads()):
-            best = train(
-                data=data,
-                cfg="yolov5n.yaml",
-                weights="",
-                run_dir=tmp_path / name,
-                epochs=2,
-                imgsz=64,
-                batch=4,
-                workers=0,
-                patience=100,
-                seed=0,
-            )
+        with another_thread_drawing_random_numbers() if busy else nullcontext():
+            best = _train(tiny_demo, tmp_path / name, workers=0)
         weights.append(load_checkpoint(best)["model"].state_dict())
     assert _differing_tensors(*weights) == []
 
