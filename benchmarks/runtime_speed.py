@@ -11,8 +11,11 @@ on each runtime, with two threads in one session or two one-thread sessions on h
 YOLOv5's stock `detect.py --vid-stride K` on the same .pt; the boxes of each runtime against torch's; and
 the peak RSS of each in a fresh process.
 
+With `--int8 DIR` (stage export's models/int8/, written with export.int8: true), each checkpoint's INT8 model
+DIR/<stem>.onnx, where there is one, is timed too as runtime onnxruntime_int8 (its boxes only approximate torch's).
+
     .venv/bin/python benchmarks/runtime_speed.py models/base.pt models/pruned.pt models/finetuned.pt \\
-        --video data/demo/videos/street_00.mp4 --interval 5
+        --video data/demo/videos/street_00.mp4 --interval 5 [--int8 models/int8]
 """
 
 from __future__ import annotations
@@ -59,13 +62,17 @@ print(json.dumps({"peak_rss_mb": peak_kb / 1024, "frames": report.frames_read}))
 """
 
 
-def export_all(checkpoints: list[Path], out: Path, imgsz: int) -> dict[str, dict[str, Path]]:
+def export_all(checkpoints: list[Path], out: Path, imgsz: int, int8_dir: Path | None) -> dict[str, dict[str, Path]]:
     """Each checkpoint as the export stage writes it: {name: {runtime: file}} ("torch": the .pt itself)."""
     cfg = ExportConfig(imgsz=imgsz)
     names = [
         w.stem if [c.stem for c in checkpoints].count(w.stem) == 1 else f"{w.stem}_{i}"
         for i, w in enumerate(checkpoints)
     ]
+    int8 = {}
+    if int8_dir is not None:
+        int8 = {n: f for n, w in zip(names, checkpoints, strict=True) if (f := int8_dir / f"{w.stem}.onnx").is_file()}
+        print(f"INT8 models from {int8_dir}: {', '.join(map(str, int8.values())) or 'none'}")
     return runtime_files(
         dict(zip(names, checkpoints, strict=True)),
         RUNTIMES,
@@ -74,6 +81,7 @@ def export_all(checkpoints: list[Path], out: Path, imgsz: int) -> dict[str, dict
         opset=cfg.opset,
         dynamic=cfg.dynamic,
         simplify=cfg.simplify,
+        int8=int8,
     )
 
 
@@ -84,12 +92,13 @@ def print_matrix(matrix: dict, exported: dict, imgsz: int, repeats: int) -> None
     print(f"{'model · runtime':<28}{header}")
     for name in exported:
         for runtime in RUNTIMES:
+            if runtime not in exported[name]:  # an INT8 model only where export made and kept one
+                continue
             cells = []
             for seconds in matrix.values():
                 own = seconds[name, runtime]
-                cells.append(
-                    f" | {own * 1e3:9.1f} {seconds[base, 'torch'] / own:11.2f}x {seconds[base, runtime] / own:12.2f}x"
-                )
+                same = f"{seconds[base, runtime] / own:12.2f}x" if (base, runtime) in seconds else f"{'—':>13}"
+                cells.append(f" | {own * 1e3:9.1f} {seconds[base, 'torch'] / own:11.2f}x {same}")
             print(f"{name + ' · ' + runtime:<28}{''.join(cells)}")
 
 
@@ -120,7 +129,7 @@ def detection_variants(cfg: DetectConfig, files: dict[str, Path]) -> dict[str, t
     variants: dict[str, tuple[dict, object]] = {}
     torch.set_num_threads(2)
     variants["torch, 2 threads"] = ({"runtime": "torch", "threads": 2}, load_detector(cfg, weights))
-    for runtime in RUNTIMES[1:]:
+    for runtime in [r for r in RUNTIMES[1:] if r in files]:
         for split in (False, True):
             spec = {"runtime": runtime, "model": str(files[runtime]), "threads": 2, "split": split}
             label = f"{runtime}, " + ("2 x 1-thread sessions" if split else "2 threads")
@@ -197,6 +206,7 @@ def main() -> None:
     parser.add_argument("--interval", type=int, default=5)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--video-repeats", type=int, default=3)
+    parser.add_argument("--int8", type=Path, default=None, help="folder of INT8 models <stem>.onnx (models/int8)")
     args = parser.parse_args()
     if args.repeats < 1 or args.video_repeats < 1:
         parser.error("--repeats and --video-repeats must be at least 1 (each figure is a best of N)")
@@ -206,7 +216,7 @@ def main() -> None:
     threads = [int(t) for t in args.threads.split(",")]
     with tempfile.TemporaryDirectory(prefix="lightweight-runtimes-") as scratch_name:
         scratch = Path(scratch_name)
-        exported = export_all(args.checkpoints, scratch, args.imgsz)
+        exported = export_all(args.checkpoints, scratch, args.imgsz, args.int8)
         matrix = latency_matrix(exported, imgsz=args.imgsz, threads=threads, repeats=args.repeats)
         print_matrix(matrix, exported, args.imgsz, args.repeats)
         if args.video.is_file():

@@ -147,9 +147,11 @@ class ValConfig(_Section):
     latency_imgsz: int = Field(640, ge=32, le=1280, multiple_of=32)  # timing input size: YOLOv5 detect's default
     latency_repeats: int = Field(40, ge=1)  # CPU latency is the min over this many interleaved runs
     latency_threads: list[Annotated[int, Field(ge=1, le=256)]] = Field([1, 2], min_length=1)  # each timed apart
-    runtimes: list[Literal["torch", "onnxruntime", "openvino"]] = Field(
-        ["torch", "onnxruntime", "openvino"], min_length=1
-    )  # timed side by side; the ONNX/IR files are exported as stage export does (its opset, dynamic, simplify)
+    # timed side by side; the ONNX/IR files are exported as stage export does (its opset, dynamic, simplify);
+    # onnxruntime_int8: the INT8 models stage export kept in models/int8/ (export.int8), where there are any
+    runtimes: list[Literal["torch", "onnxruntime", "openvino", "onnxruntime_int8"]] = Field(
+        ["torch", "onnxruntime", "openvino", "onnxruntime_int8"], min_length=1
+    )
     throughput_batch: int = Field(8, ge=1)  # torch, at the first of latency_threads
 
     @field_validator("latency_threads", "runtimes")
@@ -193,8 +195,9 @@ class DetectConfig(_Section):
     batch: int = Field(8, ge=1)  # sampled frames per forward pass
     threads: int = Field(2, ge=1, le=256)  # CPU threads of the detector: fixed, so boxes do not depend on the machine
     # torch: the .pt as it is; onnxruntime / openvino: its export by stage export (must have passed the equality
-    # check and come from these very weights); auto: the fastest of those that did, else torch
-    runtime: Literal["auto", "torch", "onnxruntime", "openvino"] = "auto"
+    # check and come from these very weights); onnxruntime_int8: its INT8 model, if export.int8 kept one (not held
+    # to the equality check, only to export.max_int8_map50_drop); auto: the fastest FP32 export that passed, else torch
+    runtime: Literal["auto", "torch", "onnxruntime", "openvino", "onnxruntime_int8"] = "auto"
 
     def weights_path(self, root: Path) -> Path:
         """`weights` resolved against the project folder."""
@@ -433,8 +436,11 @@ class ExportConfig(_Section):
     max_output_diff: float = Field(0.01, gt=0)  # largest |export - .pt| raw output allowed (box pixels, scores)
     max_map50_diff: float = Field(0.005, ge=0, le=1)  # an FP32 export's val mAP50 must be this close to the .pt's
     workers: int = Field(0, ge=0, le=16)  # dataloader processes for the mAP50 check
-    int8: bool = False  # INT8 post-training quantization: not implemented, see _no_int8
-    max_int8_map50_drop: float = Field(0.01, ge=0, le=1)  # for INT8, when it exists: largest mAP50 loss to keep it
+    # also INT8 models (ONNX Runtime static quantization, Detect head in FP32) in models/int8/, each kept only if
+    # its val mAP50 is within max_int8_map50_drop of the .pt's. Off: this CPU (AVX2, no VNNI) ran INT8 slower.
+    int8: bool = False
+    int8_images: int = Field(128, ge=1)  # training images the INT8 activation ranges are calibrated on (>= 100)
+    max_int8_map50_drop: float = Field(0.01, ge=0, le=1)  # largest val mAP50 loss for an INT8 model to be kept
 
     @field_validator("formats")
     @classmethod
@@ -458,16 +464,6 @@ class ExportConfig(_Section):
     def map50_size(self) -> int:
         """The size the val mAP50 check runs at."""
         return self.imgsz if self.map50_imgsz is None else self.map50_imgsz
-
-    @field_validator("int8")
-    @classmethod
-    def _no_int8(cls, value: bool) -> bool:
-        if value:
-            raise ValueError(
-                "INT8 export is not implemented: FP32 ONNX/OpenVINO only. On CPUs without VNNI/AMX (like the one "
-                "the pipeline was measured on) INT8 measured slower than FP32; set int8: false"
-            )
-        return value
 
 
 class Params(_Section):

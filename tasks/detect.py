@@ -70,7 +70,8 @@ def find_videos(entries: list[str], root: Path) -> tuple[list[Path], list[VideoR
 
 
 EXPORT_METRICS = "metrics/export.json"
-_EXPORTED = {"onnxruntime": "{name}.onnx", "openvino": "{name}_openvino"}  # as stage export writes them
+# as stage export writes them
+_EXPORTED = {"onnxruntime": "{name}.onnx", "openvino": "{name}_openvino", "onnxruntime_int8": "int8/{name}.onnx"}
 _AUTO = ("onnxruntime", "openvino")  # fastest first, as benchmarks/runtime_speed.py measured them here
 
 
@@ -86,8 +87,8 @@ def _passed_exports(weights: Path, root: Path) -> dict[str, Path]:
             continue  # another checkpoint, or an export older than this .pt: never used
         for runtime, pattern in _EXPORTED.items():
             model = weights.parent / pattern.format(name=name)
-            if runtime in runtimes and model.exists():
-                found[runtime] = model
+            if runtime in runtimes and runtimes[runtime].get("kept", True) and model.exists():
+                found[runtime] = model  # FP32 exports are in the metrics only when they passed; INT8 when kept
     return found
 
 
@@ -228,6 +229,7 @@ STAGE = Stage(
         EXPORT_METRICS,
         "models/finetuned.onnx",
         "models/finetuned_openvino",
+        "models/int8",
     ),
     outs=("data/detections",),
 )

@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["FlowOutputs", "Layout", "PruneOutputs", "ValOutputs"]
+__all__ = ["FlowOutputs", "Layout", "PruneOutputs", "ValOutputs", "int8_path"]
+
+
+def int8_path(models_dir: Path, name: str) -> Path:
+    """Where stage export (and `lightweight export --int8`) keeps the INT8 model of `name`: a folder of its own,
+    so that the stage always has it as an output, empty when INT8 is off."""
+    return models_dir / "int8" / f"{name}.onnx"
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from tasks.atomic import atomic_file, write_json, write_png
 from tasks.config import ExportConfig, Params, ValConfig
 from tasks.dataset import resolved_dataset_yaml
-from tasks.layout import Layout, ValOutputs
+from tasks.layout import Layout, ValOutputs, int8_path
 from tasks.stage import Stage
 from tasks.timing import min_latencies
 from tasks.yolo import count_gflops, detection_model, load_checkpoint, validate
@@ -58,7 +58,10 @@ def _latency_rows(matrix: Latencies, baseline: str) -> list[dict[str, Any]]:
                     "runtime": runtime,
                     "ms": round(own * 1e3, 3),
                     "vs_base_torch": round(seconds[baseline, "torch"] / own, 3),
-                    "vs_base_same_runtime": round(seconds[baseline, runtime] / own, 3),
+                    # None where the base has no model on that runtime (an INT8 model that was not kept)
+                    "vs_base_same_runtime": (
+                        round(seconds[baseline, runtime] / own, 3) if (baseline, runtime) in seconds else None
+                    ),
                 }
             )
     return rows
@@ -74,7 +77,7 @@ def _latency_table(rows: list[dict[str, Any]], cfg: ValConfig, repeats: int) -> 
     for r in rows:
         lines.append(
             f"| {r['threads']} | {r['model']} | {r['runtime']} | {r['ms']:.1f} | {r['vs_base_torch']:.2f}x "
-            f"| {r['vs_base_same_runtime']:.2f}x |"
+            f"| {'—' if r['vs_base_same_runtime'] is None else format(r['vs_base_same_runtime'], '.2f') + 'x'} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -93,7 +96,9 @@ def _write_latency(rows: list[dict[str, Any]], cfg: ValConfig, out: ValOutputs) 
     for axis, threads in zip(axes, thread_counts, strict=True):
         for k, runtime in enumerate(runtimes):
             ms = {r["model"]: r["ms"] for r in rows if r["threads"] == threads and r["runtime"] == runtime}
-            axis.bar([i + k * width for i in range(len(models))], [ms[m] for m in models], width, label=runtime)
+            axis.bar(
+                [i + k * width for i in range(len(models))], [ms.get(m, 0.0) for m in models], width, label=runtime
+            )
         axis.set_xticks([i + width * (len(runtimes) - 1) / 2 for i in range(len(models))], models)
         axis.set(title=f"{_threads(threads)}, batch 1, {cfg.latency_imgsz} px", ylabel="latency ms (min of N)")
     axes[0].legend()
@@ -122,9 +127,18 @@ def _write_pr(curves: dict[str, tuple], out: ValOutputs) -> None:
 
 
 def compare_models(
-    cfg: ValConfig, *, weights: dict[str, Path], data_yaml: Path, export: ExportConfig, out: ValOutputs
+    cfg: ValConfig,
+    *,
+    weights: dict[str, Path],
+    data_yaml: Path,
+    export: ExportConfig,
+    out: ValOutputs,
+    int8: dict[str, Path] | None = None,
 ) -> dict[str, Any]:
-    """Accuracy, size and CPU speed on each runtime of each checkpoint in `weights` (the first is the baseline)."""
+    """Accuracy, size and CPU speed on each runtime of each checkpoint in `weights` (the first is the baseline).
+
+    `int8` ({name: INT8 .onnx}, from stage export) adds those models to the timing as runtime onnxruntime_int8.
+    """
     models = {name: detection_model(load_checkpoint(path), path) for name, path in weights.items()}
     results: dict[str, dict[str, Any]] = {}
     curves: dict[str, tuple] = {}
@@ -155,6 +169,7 @@ def compare_models(
             opset=export.opset,
             dynamic=export.dynamic,
             simplify=export.simplify,
+            int8=int8,
         )
         matrix = latency_matrix(
             files, imgsz=cfg.latency_imgsz, threads=cfg.latency_threads, repeats=cfg.latency_repeats
@@ -198,13 +213,26 @@ def _run(params: Params, root: Path) -> dict[str, Any]:
         data_yaml=params.model.data_yaml(layout.demo_data),
         export=params.export,
         out=layout.val_outputs,
+        int8=_kept_int8(params, root, weights),
     )
+
+
+def _kept_int8(params: Params, root: Path, weights: dict[str, Path]) -> dict[str, Path]:
+    """The INT8 models stage export kept, if they can run at val.latency_imgsz (a static export cannot)."""
+    if not params.export.dynamic and params.export.imgsz != params.val.latency_imgsz:
+        log.warning(
+            "INT8 models not timed: exported static at %d px, timed at %d",
+            params.export.imgsz,
+            params.val.latency_imgsz,
+        )
+        return {}
+    return {name: path for name in weights if (path := int8_path(root / "models", name)).is_file()}
 
 
 STAGE = Stage(
     name="val",
     run=_run,
-    deps=("models/base.pt", "models/pruned.pt", "models/finetuned.pt", "data/demo"),
+    deps=("models/base.pt", "models/pruned.pt", "models/finetuned.pt", "data/demo", "models/int8"),
     uncached=("reports/compare.md",),
     metrics=("metrics/val.json",),
     plots=("reports/pr_curves.csv", "reports/pr_curves.png", "reports/latency.csv", "reports/latency.png"),

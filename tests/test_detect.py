@@ -139,6 +139,25 @@ def test_auto_runs_the_fastest_export_that_passed_and_was_made_from_these_weight
     assert deployed_model(DetectConfig(runtime="torch"), tmp_path) == ("torch", weights)
 
 
+def test_an_int8_model_runs_only_when_export_kept_it(tmp_path: Path):
+    _exported(tmp_path, b"weights", b"weights", ("onnxruntime",))
+    (tmp_path / "models" / "int8").mkdir()
+    (tmp_path / "models" / "int8" / "finetuned.onnx").write_bytes(b"int8 onnx")
+    metrics = tmp_path / "metrics" / "export.json"
+    report = json.loads(metrics.read_text())
+    report["models"]["finetuned"]["onnxruntime_int8"] = {"map50": 0.4, "kept": False}
+    metrics.write_text(json.dumps(report))
+    with pytest.raises(DetectError, match=r"detect\.runtime: onnxruntime_int8: no export of .*finetuned\.pt"):
+        deployed_model(DetectConfig(runtime="onnxruntime_int8"), tmp_path)
+    report["models"]["finetuned"]["onnxruntime_int8"]["kept"] = True
+    metrics.write_text(json.dumps(report))
+    assert deployed_model(DetectConfig(runtime="onnxruntime_int8"), tmp_path) == (
+        "onnxruntime_int8",
+        tmp_path / "models/int8/finetuned.onnx",
+    )
+    assert deployed_model(DetectConfig(runtime="auto"), tmp_path)[0] == "onnxruntime"  # auto: FP32 exports only
+
+
 def test_a_stale_export_is_never_used(tmp_path: Path):
     weights = _exported(tmp_path, b"retrained weights", b"weights", ("onnxruntime", "openvino"))
     assert deployed_model(DetectConfig(runtime="auto"), tmp_path) == ("torch", weights)

@@ -47,7 +47,9 @@ def test_stage_writes_proven_exports_and_metrics(
         "base_openvino",
         "finetuned.onnx",
         "finetuned_openvino",
+        "int8",
     ]  # no temporaries left
+    assert list((out / "int8").iterdir()) == []  # INT8 off: the stage's output folder is there, empty
     assert sorted(p.name for p in (out / "finetuned_openvino").iterdir()) == [
         "finetuned.bin",
         "finetuned.xml",
@@ -141,11 +143,9 @@ def test_a_missing_runtime_package_is_named_before_any_work(
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["best.onnx"]
 
 
-def test_int8_and_bad_formats_are_config_errors():
-    with pytest.raises(ValidationError, match=r"INT8 export is not implemented"):
-        ExportConfig(int8=True)
-    with pytest.raises(ConfigError, match=r"options: invalid parameters\n  int8: INT8 export is not implemented"):
-        validated(ExportConfig, "options", int8=True)
+def test_bad_export_settings_are_config_errors():
+    with pytest.raises(ConfigError, match=r"options: invalid parameters\n  int8_images: Input should be greater"):
+        validated(ExportConfig, "options", int8=True, int8_images=0)
     with pytest.raises(ValidationError, match=r"formats is empty"):
         ExportConfig(formats=())
     with pytest.raises(ValidationError, match=r"formats lists a format twice"):
@@ -167,6 +167,7 @@ def test_stage_declaration():
         "models/finetuned.onnx",
         "models/base_openvino",
         "models/finetuned_openvino",
+        "models/int8",
     )
     assert STAGE.metrics == ("metrics/export.json",)
 
@@ -190,5 +191,73 @@ def test_cli_exports_any_checkpoint_and_reports_each_file(pruned, tmp_path: Path
     assert read_exported(out / "pruned.onnx").stride == 32
 
     failed = runner.invoke(_cli(), ["export", str(pruned[0].weights), "--int8", "--out", str(out)])
-    assert failed.exit_code != 0 and isinstance(failed.exception, ConfigError)
-    assert "INT8 export is not implemented" in str(failed.exception)
+    assert failed.exit_code != 0 and isinstance(failed.exception, ExportError)
+    assert "INT8 needs calibration images: give a dataset (--data DATA.yaml)" in str(failed.exception)
+    assert sorted(p.name for p in out.iterdir()) == ["pruned.onnx"]  # refused before any work
+
+
+def test_int8_keeps_a_quantized_model_with_the_head_in_fp32_when_its_map50_holds(
+    trained_checkpoint: Path, tiny_demo: Path, tmp_path: Path
+):
+    cfg = ExportConfig(formats=("onnx",), imgsz=64, check_images=2, map50_imgsz=96, int8=True, int8_images=8)
+    out, metrics_path = tmp_path / "models", tmp_path / "export.json"
+    metrics = export_models(
+        cfg,
+        weights={"base": trained_checkpoint},
+        data_yaml=tiny_demo / "data.yaml",
+        out_dir=out,
+        metrics_path=metrics_path,
+    )
+    result, reference = metrics["models"]["base"]["onnxruntime_int8"], metrics["models"]["base"]["torch"]
+    drop = reference["map50"] - result["map50"]
+    assert result["kept"] is (drop <= cfg.max_int8_map50_drop) and result["reason"].startswith(
+        "kept" if result["kept"] else "not kept"
+    )
+    assert metrics["int8"]["kept"] == (["base"] if result["kept"] else [])
+    assert metrics["int8"]["calibration_images"] == 8 and metrics["int8"]["calibration_imgsz"] == 96
+    quantized = out / "int8" / "base.onnx"
+    assert quantized.is_file() is result["kept"]
+    if not result["kept"]:
+        pytest.skip(f"the 1-epoch detector's INT8 mAP50 fell by {drop}: nothing more to check")
+    assert result["file_bytes"] == quantized.stat().st_size < (out / "base.onnx").stat().st_size
+    assert read_exported(quantized).names == {0: "person"}
+    graph = onnx.load(str(quantized)).graph
+    produced_by = {output: node for node in graph.node for output in node.output}
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    head = [node for node in convs if node.name.startswith("/model.24/")]
+    assert len(head) == 3 and len(convs) > 3
+    for node in convs:  # a quantized conv reads its weight through DequantizeLinear; the head's read FP32 weights
+        weight_source = produced_by.get(node.input[1])
+        quantized_weight = weight_source is not None and weight_source.op_type == "DequantizeLinear"
+        assert quantized_weight is (node not in head), node.name
+
+
+def test_int8_calibration_needs_enough_training_images_and_fails_before_any_work(
+    trained_checkpoint: Path, tiny_demo: Path, tmp_path: Path
+):
+    cfg = ExportConfig(formats=("onnx",), imgsz=64, check_images=2, int8=True, int8_images=100)
+    with pytest.raises(
+        ExportError, match=r"INT8 calibration needs export.int8_images = 100 training images; the train"
+    ):
+        export_models(
+            cfg,
+            weights={"base": trained_checkpoint},
+            data_yaml=tiny_demo / "data.yaml",
+            out_dir=tmp_path / "models",
+            metrics_path=tmp_path / "export.json",
+        )
+    assert not (tmp_path / "models").exists() and not (tmp_path / "export.json").exists()
+
+
+def test_the_int8_decision_follows_the_map50_drop():
+    cfg = ExportConfig(int8=True, max_int8_map50_drop=0.01)
+    within = {"torch": {"map50": 0.80}, "onnxruntime_int8": {"map50": 0.795}}
+    beyond = {"torch": {"map50": 0.80}, "onnxruntime_int8": {"map50": 0.78}}
+    assert tasks.export._int8_decision(within, cfg) == (
+        True,
+        "kept: mAP50 drop +0.0050 within export.max_int8_map50_drop 0.01",
+    )
+    assert tasks.export._int8_decision(beyond, cfg) == (
+        False,
+        "not kept: mAP50 drop +0.0200 exceeds export.max_int8_map50_drop 0.01",
+    )

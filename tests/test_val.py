@@ -12,8 +12,18 @@ import yaml
 from tasks.config import ConfigError, ExportConfig, load_params
 from tasks.layout import ValOutputs
 from tasks.val import compare_models
+from tasks.yolo.export import export_onnx, sample_images
+from tasks.yolo.quantize import quantize_int8
 from tasks.yolo.training import _pr_curve
 from tests.conftest import TINY_VAL
+
+
+def _int8_model(weights: Path, folder: Path) -> Path:
+    """An INT8 model of `weights` as stage export makes it (static, at TINY_VAL's timing size)."""
+    onnx_file = folder / "fp32.onnx"
+    export_onnx(weights, onnx_file, imgsz=TINY_VAL.latency_imgsz, opset=17, dynamic=False)
+    calibration = sample_images(None, 4, TINY_VAL.latency_imgsz)
+    return quantize_int8(onnx_file, folder / "int8.onnx", calibration=calibration, keep_fp32_scope="/model.24/")
 
 
 def test_comparison_of_base_and_pruned(trained_checkpoint: Path, pruned, tiny_demo: Path, tmp_path: Path):
@@ -27,6 +37,7 @@ def test_comparison_of_base_and_pruned(trained_checkpoint: Path, pruned, tiny_de
         data_yaml=tiny_demo / "data.yaml",
         export=ExportConfig(dynamic=False, map50_imgsz=None),  # static: exported at val.latency_imgsz, timed there
         out=out,
+        int8={"pruned": _int8_model(out_pruned.weights, tmp_path)},  # as if export kept only the pruned one's
     )
     assert json.loads(out.metrics.read_text()) == results
     assert results["pruned"]["parameters"] == prune_metrics["parameters_after"]
@@ -39,21 +50,28 @@ def test_comparison_of_base_and_pruned(trained_checkpoint: Path, pruned, tiny_de
     # the latency matrix: every model on every runtime at every thread count, timed in one process
     rows = list(csv.DictReader(out.latency_csv.open()))
     cells = [(int(r["threads"]), r["model"], r["runtime"]) for r in rows]
+    fp32 = ["torch", "onnxruntime", "openvino"]
     assert sorted(cells) == sorted(
-        itertools.product(TINY_VAL.latency_threads, ["base", "pruned"], ["torch", "onnxruntime", "openvino"])
+        [*itertools.product(TINY_VAL.latency_threads, ["base", "pruned"], fp32)]
+        + [(threads, "pruned", "onnxruntime_int8") for threads in TINY_VAL.latency_threads]
     )
     for r in rows:
         assert float(r["ms"]) > 0
         ms = {(q["model"], q["runtime"]): float(q["ms"]) for q in rows if q["threads"] == r["threads"]}
         # ms are rounded to the microsecond in the file, the ratios computed from the unrounded times
         assert float(r["vs_base_torch"]) == pytest.approx(ms["base", "torch"] / float(r["ms"]), rel=2e-3)
+        if r["runtime"] == "onnxruntime_int8":  # no base model on it: no same-runtime ratio
+            assert r["vs_base_same_runtime"] == ""
+            continue
         assert float(r["vs_base_same_runtime"]) == pytest.approx(ms["base", r["runtime"]] / float(r["ms"]), rel=2e-3)
         if r["model"] == "base":
             assert float(r["vs_base_same_runtime"]) == 1.0
     first = TINY_VAL.latency_threads[0]
-    for result in results.values():
-        assert set(result["latency"]) == {f"{rt}@{t}" for rt in TINY_VAL.runtimes for t in TINY_VAL.latency_threads}
+    for name, result in results.items():
+        timed = fp32 + (["onnxruntime_int8"] if name == "pruned" else [])
+        assert set(result["latency"]) == {f"{rt}@{t}" for rt in timed for t in TINY_VAL.latency_threads}
         assert result["latency_ms"] == result["latency"][f"torch@{first}"]["ms"]
+    assert f"| {first} | pruned | onnxruntime_int8 | " in out.table.read_text()
     assert out.latency_png.stat().st_size > 0
     assert sum(line.startswith("| 1 | ") or line.startswith("| 2 | ") for line in table) == len(rows)
     if out.pr_csv.exists():  # a 1-epoch model may find nothing at all
@@ -75,7 +93,10 @@ def test_pr_curve_is_a_non_increasing_envelope():
     ("section", "message"),
     [
         ({"runtimes": ["onnxruntime"]}, "val.runtimes: must include torch"),
-        ({"runtimes": ["torch", "tensorrt"]}, "val.runtimes.1: Input should be 'torch', 'onnxruntime' or 'openvino'"),
+        (
+            {"runtimes": ["torch", "tensorrt"]},
+            "val.runtimes.1: Input should be 'torch', 'onnxruntime', 'openvino' or 'onnxruntime_int8'",
+        ),
         ({"latency_threads": [1, 1]}, r"val.latency_threads: values must be distinct, got \[1, 1\]"),
         ({"latency_threads": []}, "val.latency_threads: List should have at least 1 item"),
     ],

@@ -19,8 +19,8 @@ from tasks.yolo.runtimes import ExportError, open_session
 
 __all__ = ["ALL_RUNTIMES", "AnyRuntime", "Latencies", "latency_matrix", "runtime_files"]
 
-AnyRuntime = Literal["torch", "onnxruntime", "openvino"]
-ALL_RUNTIMES: tuple[AnyRuntime, ...] = ("torch", "onnxruntime", "openvino")
+AnyRuntime = Literal["torch", "onnxruntime", "openvino", "onnxruntime_int8"]
+ALL_RUNTIMES: tuple[AnyRuntime, ...] = ("torch", "onnxruntime", "openvino", "onnxruntime_int8")
 Latencies = dict[int, dict[tuple[str, AnyRuntime], float]]  # {threads: {(model, runtime): seconds}}
 
 
@@ -33,11 +33,18 @@ def runtime_files(
     opset: int,
     dynamic: bool,
     simplify: bool,
+    int8: dict[str, Path] | None = None,
 ) -> dict[str, dict[AnyRuntime, Path]]:
-    """{model: {runtime: file}}: "torch" is the checkpoint itself, the others exports of it written under `out`."""
+    """{model: {runtime: file}}: "torch" is the checkpoint itself, the others exports of it written under `out`.
+
+    INT8 models are not made here (they need calibration, stage export does it): `int8` gives them by model name,
+    and a model without one has no onnxruntime_int8 entry.
+    """
     files: dict[str, dict[AnyRuntime, Path]] = {}
     for name, weights in checkpoints.items():
         files[name] = {"torch": weights}
+        if "onnxruntime_int8" in runtimes and name in (int8 or {}):
+            files[name]["onnxruntime_int8"] = (int8 or {})[name]
         if "onnxruntime" in runtimes or "openvino" in runtimes:
             onnx_file = out / f"{name}.onnx"
             export_onnx(weights, onnx_file, imgsz=imgsz, opset=opset, dynamic=dynamic, simplify=simplify)

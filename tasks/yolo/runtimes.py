@@ -40,8 +40,9 @@ __all__ = [
     "read_exported",
 ]
 
-Runtime = Literal["onnxruntime", "openvino"]
-RUNTIMES: tuple[Runtime, ...] = ("onnxruntime", "openvino")
+# onnxruntime_int8: an INT8 (QDQ) ONNX model on ONNX Runtime; its outputs approximate the checkpoint's
+Runtime = Literal["onnxruntime", "onnxruntime_int8", "openvino"]
+RUNTIMES: tuple[Runtime, ...] = ("onnxruntime", "onnxruntime_int8", "openvino")
 PIP_PACKAGES = {"onnx": "onnx", "onnxruntime": "onnxruntime", "openvino": "openvino", "onnxslim": "onnxslim"}
 
 
@@ -251,7 +252,7 @@ def open_session(path: Path | str, runtime: Runtime, threads: int = 1, sessions:
     if threads < 1 or sessions < 1:
         raise ExportError(f"threads and sessions must be at least 1, got {threads} and {sessions}")
     model = read_exported(path)
-    if runtime == "onnxruntime":
+    if runtime in ("onnxruntime", "onnxruntime_int8"):
         if model.path.suffix != ".onnx":
             raise ExportError(f"{path}: ONNX Runtime runs .onnx models; use runtime openvino for an IR")
         return _OnnxRuntimeSession(model.path, threads, sessions)
