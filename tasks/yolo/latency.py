@@ -43,14 +43,14 @@ def runtime_files(
     files: dict[str, dict[AnyRuntime, Path]] = {}
     for name, weights in checkpoints.items():
         files[name] = {"torch": weights}
-        if "onnxruntime_int8" in runtimes and name in (int8 or {}):
-            files[name]["onnxruntime_int8"] = (int8 or {})[name]
         if "onnxruntime" in runtimes or "openvino" in runtimes:
             onnx_file = out / f"{name}.onnx"
             export_onnx(weights, onnx_file, imgsz=imgsz, opset=opset, dynamic=dynamic, simplify=simplify)
             files[name]["onnxruntime"] = onnx_file
             if "openvino" in runtimes:
                 files[name]["openvino"] = export_openvino(onnx_file, out / f"{name}_openvino", name)
+        if "onnxruntime_int8" in runtimes and name in (int8 or {}):
+            files[name]["onnxruntime_int8"] = (int8 or {})[name]
     return files
 
 
