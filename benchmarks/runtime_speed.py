@@ -36,29 +36,27 @@ import torch
 from tasks.config import DetectConfig
 from tasks.detect import detect_video, load_detector
 from tasks.export import ExportConfig
+from tasks.runtimes import ExportedDetector
 from tasks.yolo.inference import stock_detect
 from tasks.yolo.latency import ALL_RUNTIMES as RUNTIMES
 from tasks.yolo.latency import latency_matrix, runtime_files
-from tasks.yolo.runtimes import ExportedDetector
 
 _RSS_SCRIPT = """
 import json, re, sys
 from pathlib import Path
-import torch
 from tasks.config import DetectConfig
 from tasks.detect import detect_video, load_detector
-from tasks.yolo.runtimes import ExportedDetector
+from tasks.runtimes import ExportedDetector
 cfg, spec = DetectConfig.model_validate_json(sys.argv[1]), json.loads(sys.argv[2])
-if spec["runtime"] == "torch":
-    torch.set_num_threads(spec["threads"])
-    detector = load_detector(cfg, Path(cfg.weights))
+if spec["runtime"] == "torch":  # only this one imports torch (and yolov5), as in stage detect
+    detector = load_detector(cfg.model_copy(update={"threads": spec["threads"]}), Path(cfg.weights))
 else:
     detector = ExportedDetector(Path(spec["model"]), spec["runtime"], cfg.imgsz, cfg.conf, cfg.iou, cfg.max_det,
                                 threads=spec["threads"], split=spec["split"])
 report = detect_video(detector, cfg, Path(sys.argv[3]), Path(sys.argv[4]))
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child would report at least its parent's size.
 peak_kb = int(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1))
-print(json.dumps({"peak_rss_mb": peak_kb / 1024, "frames": report.frames_read}))
+print(json.dumps({"peak_rss_mb": peak_kb / 1024, "frames": report.frames_read, "torch": "torch" in sys.modules}))
 """
 
 

@@ -19,35 +19,20 @@ from prefect.context import TaskRunContext
 from prefect.utilities.hashing import hash_objects
 from pydantic import BaseModel
 
+from tasks.digest import sha256_file
+
 __all__ = [
     "ItemCachePolicy",
     "StageCachePolicy",
     "code_fingerprint",
     "fingerprint",
     "is_temporary",
-    "sha256_file",
 ]
-
-_CHUNK = 1 << 20
-_file_hashes: dict[tuple[str, int, int], str] = {}  # (path, mtime_ns, size) -> sha256, like DVC's state
 
 
 def is_temporary(name: str) -> bool:
     """The name of an atomic write's temporary sibling (tasks/atomic.py): never an input, never hashed."""
     return name.startswith(".") and name.endswith(".tmp")
-
-
-def sha256_file(path: Path) -> str:
-    """sha256 of a file's bytes, read in chunks; remembered per (path, mtime, size) as DVC's state does."""
-    stat = path.stat()
-    memo_key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-    if memo_key not in _file_hashes:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
-        _file_hashes[memo_key] = digest.hexdigest()
-    return _file_hashes[memo_key]
 
 
 def _path_fingerprint(path: Path) -> str:

@@ -9,21 +9,23 @@ import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
 from tasks.atomic import atomic_dir, atomic_file
-from tasks.caching import sha256_file
 from tasks.config import DetectConfig, Params
 from tasks.detections import DETECTION_COLUMNS, VideoReport, write_summary
+from tasks.digest import sha256_file
 from tasks.errors import LightweightError
 from tasks.frames import ReadStats, VideoError, open_video, prefetched, sampled_frames
 from tasks.layout import Layout
+from tasks.runtimes import ExportedDetector
 from tasks.stage import Stage
-from tasks.timing import torch_threads
-from tasks.yolo.inference import Detector
-from tasks.yolo.runtimes import ExportedDetector
+
+if TYPE_CHECKING:
+    from tasks.yolo.inference import Detector
 
 __all__ = [
     "DetectError",
@@ -109,10 +111,15 @@ def deployed_model(cfg: DetectConfig, root: Path) -> tuple[str, Path]:
 
 
 def load_detector(cfg: DetectConfig, model: Path, runtime: str = "torch") -> Detector | ExportedDetector:
-    """The detector with the stage's thresholds, on `runtime` (`model`: a .pt, .onnx or OpenVINO IR folder)."""
+    """The detector with the stage's thresholds, on `runtime` (`model`: a .pt, .onnx or OpenVINO IR folder).
+
+    Only the torch runtime imports torch and yolov5: a deployed export runs without them (a smaller process).
+    """
     classes = tuple(cfg.classes) if cfg.classes is not None else None
     if runtime == "torch":
-        return Detector(model, cfg.imgsz, cfg.conf, cfg.iou, cfg.max_det, classes)
+        from tasks.yolo.inference import Detector
+
+        return Detector(model, cfg.imgsz, cfg.conf, cfg.iou, cfg.max_det, classes, threads=cfg.threads)
     return ExportedDetector(model, runtime, cfg.imgsz, cfg.conf, cfg.iou, cfg.max_det, classes, threads=cfg.threads)
 
 
@@ -153,7 +160,6 @@ def detect_video(detector: Detector, cfg: DetectConfig, video: Path, out_csv: Pa
             atomic_file(out_csv) as tmp,
             tmp.open("w", newline="") as handle,
             tqdm(total=total, desc=video.name, unit="frame", leave=False) as progress,
-            torch_threads(cfg.threads),  # a fixed count: sums, so boxes, do not depend on the machine's cores
         ):
             writer = csv.writer(handle)
             writer.writerow(DETECTION_COLUMNS)

@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 
 from tasks.atomic import atomic_dir, atomic_file, write_json
-from tasks.caching import sha256_file
 from tasks.config import ExportConfig, Params
 from tasks.dataset import resolved_dataset_yaml
+from tasks.digest import sha256_file
 from tasks.layout import Layout, int8_path
+from tasks.runtimes import ExportError
 from tasks.stage import Stage
 from tasks.yolo import detection_model, load_checkpoint
 from tasks.yolo.export import (
@@ -35,7 +36,6 @@ from tasks.yolo.export import (
     tree_bytes,
 )
 from tasks.yolo.quantize import detect_head_scope, quantize_int8
-from tasks.yolo.runtimes import ExportError
 
 __all__ = [
     "INT8",

@@ -28,10 +28,10 @@ from tasks.config import DetectConfig, IntervalSweepConfig, Params, TrackConfig
 from tasks.detect import detect_video, find_videos, load_detector
 from tasks.errors import LightweightError
 from tasks.frames import sampled_indices
+from tasks.letterbox import letterbox_shape
 from tasks.stage import Stage
 from tasks.track import TruthFilter, read_tracks, read_truth, score_tracks, track_video
 from tasks.yolo import count_gflops, detection_model, load_checkpoint
-from tasks.yolo.inference import letterbox_shape
 
 __all__ = ["SweepError", "SweepRow", "knee_interval", "mean_idf1", "read_sweep", "sweep_intervals"]
 

@@ -14,10 +14,10 @@ from tasks.config import DetectConfig, Params
 from tasks.crop_index import read_crop_index
 from tasks.detections import read_summary
 from tasks.layout import Layout
+from tasks.letterbox import letterbox_shape
 from tasks.mobilenet import classifier_macs, load_classifier
 from tasks.stage import Stage
 from tasks.yolo import count_gflops, detection_model, load_checkpoint
-from tasks.yolo.inference import letterbox_shape
 
 __all__ = ["compute_costs"]
 

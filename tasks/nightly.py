@@ -14,10 +14,10 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.atomic import write_json
-from tasks.caching import sha256_file
 from tasks.config import DetectConfig, NightlyConfig, TrackConfig, ValConfig
 from tasks.dataset import resolved_dataset_yaml
 from tasks.detections import read_summary
+from tasks.digest import sha256_file
 from tasks.errors import LightweightError
 from tasks.frames import sampled_indices
 from tasks.track import track_video

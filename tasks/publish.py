@@ -26,8 +26,8 @@ from botocore.exceptions import ClientError
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.caching import sha256_file
 from tasks.config import StorageConfig
+from tasks.digest import sha256_file
 from tasks.storage import StorageError, StorageUnreachableError, check_bucket, s3_client, storage_errors, where
 
 __all__ = [

@@ -46,6 +46,7 @@ PLUMBING = frozenset(
         "tasks/atomic.py",
         "tasks/caching.py",
         "tasks/config.py",
+        "tasks/digest.py",
         "tasks/layout.py",
     }
 )

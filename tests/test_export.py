@@ -17,9 +17,9 @@ from flows.export_cli import export as export_command
 from tasks.config import ConfigError, validated
 from tasks.dataset import resolved_dataset_yaml
 from tasks.export import STAGE, ExportConfig, ExportError, export_checkpoint, export_models
+from tasks.runtimes import read_exported
 from tasks.yolo import CheckpointError
 from tasks.yolo.export import check_export, sample_images
-from tasks.yolo.runtimes import read_exported
 
 TINY_EXPORT = ExportConfig(imgsz=64, check_images=4, map50_imgsz=96)  # mAP50 checked at another size than exported
 

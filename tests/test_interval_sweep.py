@@ -22,10 +22,10 @@ from tasks.interval_sweep import (
     read_sweep,
     sweep_intervals,
 )
+from tasks.letterbox import letterbox_shape
 from tasks.registry import code_files
 from tasks.track import TruthFilter, read_truth
 from tasks.yolo import count_gflops, detection_model, load_checkpoint
-from tasks.yolo.inference import letterbox_shape
 from tests.conftest import TINY_DEMO, TINY_DETECT
 
 INTERVALS = [1, 2, 3, 5, 8, 12]

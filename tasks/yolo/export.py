@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from tasks.runtimes import ExportError, Runtime, Session, import_package, open_session, read_exported
 from tasks.timing import torch_threads
 from tasks.yolo.checkpoint import detection_model, load_checkpoint
 from tasks.yolo.runtime import yolov5_runtime
-from tasks.yolo.runtimes import ExportError, Runtime, Session, import_package, open_session, read_exported
 from tasks.yolo.training import THREADS
 
 __all__ = [

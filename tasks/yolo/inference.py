@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tasks.letterbox import non_max_suppression, scale_boxes
+from tasks.timing import torch_threads
 from tasks.yolo.checkpoint import detection_model, load_checkpoint
 from tasks.yolo.runtime import yolov5_runtime
 
-__all__ = ["Detector", "letterbox_shape", "stock_detect"]
+__all__ = ["Detector", "stock_detect"]
 
 
 @dataclass(frozen=True)
@@ -22,19 +24,12 @@ class _Thresholds:
     classes: tuple[int, ...] | None
 
 
-def letterbox_shape(frame_shape: tuple[int, int], imgsz: int, stride: int = 32) -> tuple[int, int]:
-    """(height, width) of a frame after detect.py's letterbox: long side `imgsz`, padded to the stride."""
-    height, width = frame_shape
-    ratio = min(imgsz / height, imgsz / width)
-    new_height, new_width = round(height * ratio), round(width * ratio)
-    return new_height + (-new_height) % stride, new_width + (-new_width) % stride
-
-
 class Detector:
     """A fused YOLOv5 detector on the CPU: BGR frames in, boxes (x1, y1, x2, y2, conf, class) in frame pixels out.
 
-    It is YOLOv5's own DetectMultiBackend, letterbox, non_max_suppression and scale_boxes, so the boxes are
-    those of `detect.py`; only the batching is ours (all frames of a video share one letterbox shape).
+    It is YOLOv5's own DetectMultiBackend and letterbox, and detect.py's non_max_suppression and scale_boxes
+    (in NumPy, shared with the exported runtimes), so the boxes are those of `detect.py`; only the batching is
+    ours (all frames of a video share one letterbox shape).
     """
 
     def __init__(
@@ -45,7 +40,10 @@ class Detector:
         iou: float,
         max_det: int,
         classes: tuple[int, ...] | None = None,
+        *,
+        threads: int | None = None,
     ) -> None:
+        self._threads = threads  # fixed torch threads while detecting (None: as set): sums, so boxes, depend on it
         detection_model(load_checkpoint(weights), weights)  # a clear error for a bad file, before YOLOv5 sees it
         with yolov5_runtime():
             from yolov5.models.common import DetectMultiBackend
@@ -69,18 +67,23 @@ class Detector:
 
     @torch.inference_mode()
     def __call__(self, letterboxed: list[np.ndarray], frame_shape: tuple[int, ...]) -> list[np.ndarray]:
-        """Detections per frame as float32 arrays of shape (n, 6): x1, y1, x2, y2, conf, class."""
-        from yolov5.utils.general import non_max_suppression, scale_boxes
+        """Detections per frame as float32 arrays of shape (n, 6): x1, y1, x2, y2, conf, class.
 
+        detect.py's non_max_suppression and scale_boxes, as every runtime runs them (tasks/letterbox.py): the
+        same boxes from the same raw outputs, and exact score ties broken alike (by anchor), which torch's
+        unstable argsort in YOLOv5's own NMS leaves to chance.
+        """
         batch = torch.from_numpy(np.stack(letterboxed)).float() / 255
         t = self._thresholds
         classes = list(t.classes) if t.classes is not None else None
-        predictions = non_max_suppression(self._model(batch), t.conf, t.iou, classes, max_det=t.max_det)
+        with torch_threads(self._threads):
+            raw = self._model(batch)
+        raw = (raw[0] if isinstance(raw, list | tuple) else raw).numpy()  # (predictions, features) in eval mode
         results = []
-        for det in predictions:
+        for det in non_max_suppression(raw, t.conf, t.iou, classes, max_det=t.max_det):
             if len(det):
                 det[:, :4] = scale_boxes(batch.shape[2:], det[:, :4], frame_shape).round()
-            results.append(det.numpy().astype(np.float32))
+            results.append(det)
         return results
 
 

@@ -13,9 +13,9 @@ from typing import Literal
 import numpy as np
 import torch
 
+from tasks.runtimes import ExportError, open_session
 from tasks.timing import min_call_times, torch_threads
 from tasks.yolo.export import export_model, export_onnx, export_openvino
-from tasks.yolo.runtimes import ExportError, open_session
 
 __all__ = ["ALL_RUNTIMES", "AnyRuntime", "Latencies", "latency_matrix", "runtime_files"]
 

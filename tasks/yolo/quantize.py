@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from tasks.yolo.runtimes import ExportError, import_package
+from tasks.runtimes import ExportError, import_package
 
 __all__ = ["detect_head_scope", "quantize_int8"]
 

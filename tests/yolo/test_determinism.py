@@ -24,9 +24,9 @@ import pytest
 import torch
 
 from tasks.dataset import resolved_dataset_yaml
+from tasks.runtimes import open_session
 from tasks.yolo import load_checkpoint, train, validate, yolov5_runtime
 from tasks.yolo.export import export_onnx
-from tasks.yolo.runtimes import open_session
 from tests.conftest import REPO
 
 
@@ -92,7 +92,7 @@ def _train_in_a_fresh_process(tiny_demo: Path, run_dir: Path, threads: int) -> R
 
 def _run_openvino(weights: Path, scratch: Path) -> None:
     """What export, val and detect do in a flow before a later training in the same process: OpenVINO left the
-    process a dangling signal stack, and the loader workers' SIGCHLD then killed it (see tasks/yolo/runtimes.py)."""
+    process a dangling signal stack, and the loader workers' SIGCHLD then killed it (see tasks/runtimes.py)."""
     onnx = scratch / "model.onnx"
     export_onnx(weights, onnx, imgsz=64, opset=12, dynamic=False)
     sessions = [open_session(onnx, "openvino", threads=n) for n in (1, 2)]  # two, freed in order: the matrix

@@ -1,8 +1,9 @@
 """Exported YOLOv5 detectors on ONNX Runtime and OpenVINO, with detect.py's pre- and post-processing.
 
 `open_session` runs the raw network (what the export's equality check and the benchmarks time);
-`ExportedDetector` is `tasks.yolo.inference.Detector` on such a session: same letterbox, same
-non_max_suppression and scale_boxes, so its boxes are those of the torch Detector.
+`ExportedDetector` is `tasks.yolo.inference.Detector` on such a session: detect.py's letterbox,
+non_max_suppression and scale_boxes (tasks/letterbox.py), so its boxes are those of the torch Detector.
+Nothing here imports torch or yolov5: a deployed detector runs on the runtime, NumPy and OpenCV alone.
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ from types import ModuleType
 from typing import Any, Literal
 
 import numpy as np
-import torch
 import yaml
 
 from tasks.errors import LightweightError
-from tasks.yolo.runtime import yolov5_runtime
+from tasks.letterbox import check_img_size, letterbox, non_max_suppression, scale_boxes
 
 __all__ = [
     "PIP_PACKAGES",
@@ -290,34 +290,26 @@ class ExportedDetector:
         self._session = open_session(model, runtime, 1, threads) if split else open_session(model, runtime, threads)
         _, _, height, width = self._session.input_shape
         self._static_size = (height, width) if height is not None and width is not None else None
-        with yolov5_runtime():
-            from yolov5.utils.general import check_img_size
-
-            self.imgsz = int(check_img_size(imgsz, s=self.stride))
+        self.imgsz = check_img_size(imgsz, self.stride)
         if self._static_size is not None and max(self._static_size) != self.imgsz:
             raise ExportError(f"{model}: exported for {height}x{width} inputs, cannot run at imgsz {self.imgsz}")
         self._thresholds = (conf, iou, max_det, list(classes) if classes is not None else None)
 
     def letterbox(self, frame: np.ndarray) -> np.ndarray:
         """One frame resized and padded as detect.py does it for this export: CHW, RGB, uint8."""
-        from yolov5.utils.augmentations import letterbox
-
         if self._static_size is None:  # as the torch Detector: padded only to the stride
-            image = letterbox(frame, self.imgsz, stride=self.stride, auto=True)[0]
+            image = letterbox(frame, self.imgsz, stride=self.stride, auto=True)
         else:  # detect.py on a static export: padded to its exact input size
-            image = letterbox(frame, self._static_size, stride=self.stride, auto=False)[0]
+            image = letterbox(frame, self._static_size, stride=self.stride, auto=False)
         return np.ascontiguousarray(image.transpose((2, 0, 1))[::-1])
 
     def __call__(self, letterboxed: list[np.ndarray], frame_shape: tuple[int, ...]) -> list[np.ndarray]:
         """Detections per frame as float32 arrays of shape (n, 6): x1, y1, x2, y2, conf, class."""
-        from yolov5.utils.general import non_max_suppression, scale_boxes
-
-        batch = torch.from_numpy(np.stack(letterboxed)).float() / 255  # the torch Detector's exact arithmetic
+        batch = np.stack(letterboxed).astype(np.float32) / np.float32(255)  # the torch Detector's arithmetic
         conf, iou, max_det, classes = self._thresholds
-        raw = torch.from_numpy(self._session(batch.numpy()))
         results = []
-        for det in non_max_suppression(raw, conf, iou, classes, max_det=max_det):
+        for det in non_max_suppression(self._session(batch), conf, iou, classes, max_det=max_det):
             if len(det):
                 det[:, :4] = scale_boxes(batch.shape[2:], det[:, :4], frame_shape).round()
-            results.append(det.numpy().astype(np.float32))
+            results.append(det)
         return results
