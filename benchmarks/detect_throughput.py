@@ -39,7 +39,7 @@ runtime, model = deployed_model(cfg, Path.cwd())
 report = detect_video(load_detector(cfg, model, runtime), cfg, Path(sys.argv[2]), Path(sys.argv[3]))
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child would report at least its parent's size.
 peak_kb = int(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1))
-print(json.dumps({"peak_rss_mb": peak_kb / 1024, "frames": report.frames_read}))
+print(json.dumps({"peak_rss_mb": peak_kb / 1024, "frames": report.frames_read, "torch": "torch" in sys.modules}))
 """
 
 
@@ -124,7 +124,8 @@ def main() -> None:
         print(
             f"peak RSS ({runtime}): {short_rss['frames']} frames {short_rss['peak_rss_mb']:.0f} MB, "
             f"{long_rss['frames']} frames {long_rss['peak_rss_mb']:.0f} MB "
-            f"(+{100 * (long_rss['peak_rss_mb'] / short_rss['peak_rss_mb'] - 1):.1f}%)"
+            f"(+{100 * (long_rss['peak_rss_mb'] / short_rss['peak_rss_mb'] - 1):.1f}%), "
+            f"torch {'imported' if short_rss['torch'] else 'not imported'}"
         )
 
 
