@@ -154,9 +154,9 @@ def _prepare(
     report: dict[str, Any] = {
         "torch": {"map50": _round(base_map), "file_bytes": weights.stat().st_size, "sha256": sha256_file(weights)}
     }
-    labelled = {**{fmt: path for fmt, path in files.items()}, **({"int8": exported[INT8]} if INT8 in exported else {})}
+    labelled = {**files, **({"int8": exported[INT8]} if INT8 in exported else {})}  # format -> file
     for fmt, path in labelled.items():
-        check = checks[FORMAT_RUNTIME.get(fmt, INT8)]
+        check = checks[{**FORMAT_RUNTIME, "int8": INT8}[fmt]]
         report[check.runtime] = {
             "format": fmt,
             "map50": _round(check.map50),
