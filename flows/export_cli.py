@@ -15,6 +15,7 @@ def export(
     int8: bool = typer.Option(
         False, "--int8", help="also OUT/int8/CKPT_STEM.onnx, calibrated on --data's train split, kept if mAP50 holds"
     ),
+    int8_images: int = typer.Option(128, "--int8-images", help="training images to calibrate INT8 on"),
     data: Path | None = typer.Option(None, "--data", help="dataset yaml: check mAP50 on its val split too"),
     out: Path = typer.Option(..., "--out", help="folder for CKPT_STEM.onnx and CKPT_STEM_openvino/"),
     imgsz: int = typer.Option(640, help="export input size (a multiple of 32)"),
@@ -30,7 +31,9 @@ def export(
     from tasks.yolo.export import FORMAT_RUNTIME
 
     formats = tuple(f.strip() for f in format.split(",") if f.strip())
-    cfg = validated(ExportConfig, "options", formats=formats, int8=int8, imgsz=imgsz, map50_imgsz=None)
+    cfg = validated(
+        ExportConfig, "options", formats=formats, int8=int8, int8_images=int8_images, imgsz=imgsz, map50_imgsz=None
+    )
     report = export_checkpoint(cfg, weights=checkpoint, out_dir=out, data_yaml=data)
     for name, runtimes in report["models"].items():
         paths = export_paths(out, name, cfg.formats)

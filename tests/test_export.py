@@ -196,6 +196,20 @@ def test_cli_exports_any_checkpoint_and_reports_each_file(pruned, tmp_path: Path
     assert sorted(p.name for p in out.iterdir()) == ["pruned.onnx"]  # refused before any work
 
 
+def test_cli_int8_writes_the_kept_model_beside_the_others(trained_checkpoint: Path, tiny_demo: Path, tmp_path: Path):
+    out = tmp_path / "exported"
+    (out / "int8").mkdir(parents=True)
+    (out / "int8" / "another.onnx").write_bytes(b"another checkpoint's INT8 model")
+    arguments = ["export", str(trained_checkpoint), "--format", "onnx", "--imgsz", "64", "--out", str(out)]
+    data = ["--data", str(tiny_demo / "data.yaml"), "--int8", "--int8-images", "8"]
+    result = CliRunner().invoke(_cli(), arguments + data)
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.stdout.splitlines() if line.startswith(str(out / "int8" / "best.onnx")))
+    assert ", kept: mAP50 drop " in line, line  # the 1-epoch detector's INT8 model loses less than 0.001
+    assert read_exported(out / "int8" / "best.onnx").names == {0: "person"}
+    assert (out / "int8" / "another.onnx").read_bytes() == b"another checkpoint's INT8 model"  # file by file
+
+
 def test_int8_keeps_a_quantized_model_with_the_head_in_fp32_when_its_map50_holds(
     trained_checkpoint: Path, tiny_demo: Path, tmp_path: Path
 ):
@@ -210,15 +224,11 @@ def test_int8_keeps_a_quantized_model_with_the_head_in_fp32_when_its_map50_holds
     )
     result, reference = metrics["models"]["base"]["onnxruntime_int8"], metrics["models"]["base"]["torch"]
     drop = reference["map50"] - result["map50"]
-    assert result["kept"] is (drop <= cfg.max_int8_map50_drop) and result["reason"].startswith(
-        "kept" if result["kept"] else "not kept"
-    )
-    assert metrics["int8"]["kept"] == (["base"] if result["kept"] else [])
+    assert abs(drop) < 0.005, drop  # quantized with the head in FP32, the 1-epoch detector loses next to nothing
+    assert result["kept"] is True and result["reason"].startswith("kept: mAP50 drop")
+    assert metrics["int8"]["kept"] == ["base"]
     assert metrics["int8"]["calibration_images"] == 8 and metrics["int8"]["calibration_imgsz"] == 96
     quantized = out / "int8" / "base.onnx"
-    assert quantized.is_file() is result["kept"]
-    if not result["kept"]:
-        pytest.skip(f"the 1-epoch detector's INT8 mAP50 fell by {drop}: nothing more to check")
     assert result["file_bytes"] == quantized.stat().st_size < (out / "base.onnx").stat().st_size
     assert read_exported(quantized).names == {0: "person"}
     graph = onnx.load(str(quantized)).graph
