@@ -55,3 +55,23 @@ def test_a_killed_runs_lock_is_taken_over(tmp_path: Path):
         assert "after the kill" in (tmp_path / LOCK_NAME).read_text()
     with project_lock(tmp_path):  # and it is free again once released
         pass
+
+
+def _linger(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def test_a_forked_helper_that_outlives_the_run_does_not_keep_the_folder(tmp_path: Path):
+    """As OpenVINO's telemetry does: a multiprocessing fork, started inside the run, still alive after it."""
+    import multiprocessing
+
+    with project_lock(tmp_path, "the run"):
+        helper = multiprocessing.get_context("fork").Process(target=_linger, args=(60,), daemon=True)
+        helper.start()
+    try:
+        assert helper.is_alive()
+        with project_lock(tmp_path, "the next run"):  # the helper's copy of the lock file was closed at the fork
+            assert "the next run" in (tmp_path / LOCK_NAME).read_text()
+    finally:
+        helper.kill()
+        helper.join()
