@@ -57,7 +57,8 @@ def test_a_killed_runs_lock_is_taken_over(tmp_path: Path):
         pass
 
 
-def _linger(seconds: float) -> None:
+def _linger(started, seconds: float) -> None:
+    started.set()  # after the fork hooks: from here on the child holds no copy of the lock file
     time.sleep(seconds)
 
 
@@ -65,9 +66,12 @@ def test_a_forked_helper_that_outlives_the_run_does_not_keep_the_folder(tmp_path
     """As OpenVINO's telemetry does: a multiprocessing fork, started inside the run, still alive after it."""
     import multiprocessing
 
+    fork = multiprocessing.get_context("fork")
+    started = fork.Event()
     with project_lock(tmp_path, "the run"):
-        helper = multiprocessing.get_context("fork").Process(target=_linger, args=(60,), daemon=True)
+        helper = fork.Process(target=_linger, args=(started, 60), daemon=True)
         helper.start()
+        assert started.wait(60)  # the child runs (a busy machine may schedule it late)
     try:
         assert helper.is_alive()
         with project_lock(tmp_path, "the next run"):  # the helper's copy of the lock file was closed at the fork
