@@ -46,7 +46,6 @@ PLUMBING = frozenset(
         "tasks/atomic.py",
         "tasks/caching.py",
         "tasks/config.py",
-        "tasks/digest.py",
         "tasks/layout.py",
     }
 )
