@@ -99,9 +99,20 @@ class TrainingConfig(_Section):
     imgsz: int = Field(192, ge=32, le=1280, multiple_of=32)
     batch: int = Field(16, ge=1)
     workers: int = Field(2, ge=0, le=16)  # dataloader processes
-    patience: int = Field(100, ge=0)  # early stopping; 0 disables it
+    patience: int = Field(0, ge=0)  # early stopping after this many epochs without progress; 0: off
     seed: int = 0
     hyp: dict[str, float] = Field(default_factory=dict)  # overrides of YOLOv5's hyp.scratch-low.yaml
+    noval: bool = True  # YOLOv5's --noval: no validation between epochs; best.pt = the last epoch's weights
+    cache: Literal["none", "ram"] = "ram"  # YOLOv5's --cache ram: decoded training images kept in memory
+
+    @model_validator(mode="after")
+    def _patience_needs_validation(self) -> TrainingConfig:
+        if self.noval and self.patience:
+            raise ValueError(
+                f"patience={self.patience} stops on validation results, which noval=true skips: "
+                "set patience to 0 or noval to false"
+            )
+        return self
 
     def train_options(self) -> dict[str, Any]:
         """These settings as keyword arguments of the adapter's `train` (shared by base and finetune)."""

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from tasks.atomic import atomic_file, write_json, write_png, write_torch
-from tasks.config import FinetuneConfig, Params, PruneConfig
+from tasks.config import FinetuneConfig, Params, PruneConfig, TrainingConfig
 from tasks.dataset import resolved_dataset_yaml
 from tasks.errors import LightweightError
 from tasks.finetune import finetune
@@ -259,6 +259,7 @@ STAGE = Stage(
     params=(
         "prune",
         "model",
-        *(f"finetune.{key}" for key in ("epochs_per_step", "imgsz", "batch", "workers", "patience", "seed", "hyp")),
+        "finetune.epochs_per_step",
+        *(f"finetune.{key}" for key in TrainingConfig.model_fields if key != "epochs"),
     ),
 )

@@ -105,6 +105,8 @@ def trained_checkpoint(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory
         workers=0,
         patience=0,
         seed=0,
+        noval=True,
+        cache="ram",
     )
 
 

@@ -108,3 +108,9 @@ def test_step_training_takes_its_epochs_from_epochs_per_step(tmp_path):
 def test_min_channels_must_keep_yaml_widths(tmp_path):
     with pytest.raises(ConfigError, match=r"prune: min_channels=12 must be a multiple of round_to=8"):
         load_params(write(tmp_path, {"prune": {"min_channels": 12}}))
+
+
+def test_early_stopping_needs_validation_every_epoch(tmp_path):
+    with pytest.raises(ConfigError, match=r"finetune: patience=5 stops on validation results, which noval=true skips"):
+        load_params(write(tmp_path, {"finetune": {"patience": 5}}))
+    assert load_params(write(tmp_path, {"finetune": {"patience": 5, "noval": False}})).finetune.patience == 5

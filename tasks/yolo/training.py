@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -120,6 +120,29 @@ def _reproducible_checkpoint(path: Path, run_dir: Path) -> None:
     torch.save(ckpt, path)
 
 
+@contextmanager
+def _no_validation() -> Iterator[None]:
+    """YOLOv5's `--noval` without its 7.0.14 failure after the first epoch (train.py logs `map50s`, which only
+    a validation sets): every validation train.py asks for returns zeros without running.
+
+    Every epoch's fitness is then zero, and train.py saves best.pt whenever the fitness equals the best so far:
+    best.pt is the last epoch's weights. The stages validate it right after training.
+    """
+    from yolov5 import val as yolov5_val
+
+    run = yolov5_val.run
+
+    def skipped(*args: Any, **kwargs: Any) -> Any:
+        classes = kwargs["model"].nc
+        return (0.0,) * 7, np.zeros(classes), np.zeros(classes), (0.0, 0.0, 0.0)
+
+    yolov5_val.run = skipped
+    try:
+        yield
+    finally:
+        yolov5_val.run = run
+
+
 def default_hyp() -> dict[str, Any]:
     """YOLOv5's hyp.scratch-low.yaml, the hyperparameters its train.py uses by default."""
     import yolov5
@@ -140,6 +163,8 @@ def train(
     patience: int,
     seed: int,
     hyp: dict[str, float] | None = None,
+    noval: bool = False,
+    cache: str = "none",
     threads: int = THREADS,
 ) -> Path:
     """Train with YOLOv5's train.py; returns the `best.pt` it writes (train.py's checkpoint format).
@@ -168,6 +193,7 @@ def train(
         workers=workers,
         patience=patience,
         seed=seed,
+        cache=None if cache == "none" else cache,
         device="cpu",
         project=str(run_dir),
         name="train",
@@ -175,7 +201,8 @@ def train(
         noplots=True,  # label histograms and batch mosaics cost minutes on a CPU
     )
     _warn_if_fewer_cores(workers)
-    with yolov5_runtime(), _fixed_threads(threads):
+    skip_validations = _no_validation() if noval else nullcontext()
+    with yolov5_runtime(), _fixed_threads(threads), skip_validations:
         opt = yolov5_train.parse_opt(known=True)
         for key, value in options.items():
             setattr(opt, key, value)

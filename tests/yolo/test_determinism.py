@@ -52,7 +52,7 @@ class Run:
     settings_after: tuple[int, bool]
 
 
-def _train(tiny_demo: Path, run_dir: Path, workers: int = 2) -> Path:
+def _train(tiny_demo: Path, run_dir: Path, workers: int = 2, noval: bool = True) -> Path:
     data = resolved_dataset_yaml(tiny_demo / "data.yaml", run_dir)
     return train(
         data=data,
@@ -63,8 +63,10 @@ def _train(tiny_demo: Path, run_dir: Path, workers: int = 2) -> Path:
         imgsz=64,
         batch=4,
         workers=workers,  # loader processes draw the mosaic/HSV/flip augmentations: their seeding is under test too
-        patience=100,
+        patience=0,
         seed=0,
+        noval=noval,  # as params.yaml trains: no validation between epochs
+        cache="ram",  # ... from decoded images kept in memory (YOLOv5 samples 30 of them with `random` first)
     )
 
 
@@ -142,6 +144,17 @@ def test_training_in_process_ignores_other_threads_drawing_random_numbers(tiny_d
             best = _train(tiny_demo, tmp_path / name, workers=0)
         weights.append(load_checkpoint(best)["model"].state_dict())
     assert _differing_tensors(*weights) == []
+
+
+def test_noval_skips_validations_and_trains_the_same_weights(tiny_demo: Path, tmp_path: Path):
+    """Validating between epochs draws no random numbers and changes no weight: noval's best.pt is the last
+    epoch of a run that validates every epoch, to the bit."""
+    validated = _train(tiny_demo, tmp_path / "validated", workers=0, noval=False)
+    skipped = _train(tiny_demo, tmp_path / "skipped", workers=0, noval=True)
+    last_validated = load_checkpoint(validated.parent / "last.pt")["model"].state_dict()
+    assert _differing_tensors(last_validated, load_checkpoint(skipped)["model"].state_dict()) == []
+    logged = (skipped.parents[1] / "results.csv").read_text().splitlines()
+    assert len(logged) == 3 and all(float(value) == 0 for row in logged[1:] for value in row.split(",")[4:8])
 
 
 def _differing_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> list[str]:
