@@ -110,8 +110,7 @@ def test_pruning_and_finetune_params_rerun_exactly_what_they_change(reproduced: 
     """Up to `finetune`: what follows it reruns by the same rule (input contents), checked above for detect."""
     project = reproduced
     for change, certain in (
-        ({"prune": {"ratio": 0.37}}, {"prune", "finetune"}),
-        ({"prune": {"iterative_steps": 2}, "finetune": {"epochs_per_step": 1}}, {"prune", "finetune"}),
+        ({"prune": {"ratio": 0.37, "iterative_steps": 2}, "finetune": {"epochs_per_step": 1}}, {"prune", "finetune"}),
         ({"finetune": {"epochs": 2}}, {"finetune"}),  # the final fine-tune only: prune's is unchanged
     ):
         done, expected = repro_after(project, "finetune", **change)
