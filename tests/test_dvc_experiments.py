@@ -1,0 +1,103 @@
+"""DVC on the models: pruning and fine-tuning params rerun exactly what they change; a ratio sweep as DVC
+experiments, and `lightweight select` picking from it."""
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tasks.select import collect_candidates
+from tests.dvc_project import BIN, new_project, repro_after, sh
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def reproduced_to_val(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project after `dvc repro val`: the models and their comparison, no video stages (run once)."""
+    project = new_project(tmp_path_factory.mktemp("models") / "project")
+    sh(project, "dvc", "repro", "val")
+    return project
+
+
+@pytest.fixture
+def reproduced(reproduced_to_val: Path, tmp_path: Path) -> Path:
+    """A copy of the project after `dvc repro val`, to change at will."""
+    return Path(shutil.copytree(reproduced_to_val, tmp_path / "project", symlinks=True))
+
+
+def test_pruning_and_finetune_params_rerun_exactly_what_they_change(reproduced: Path):
+    """Up to `finetune`: what follows it reruns by the same rule (input contents), checked above for detect."""
+    project = reproduced
+    for change, certain in (
+        ({"prune": {"ratio": 0.37, "iterative_steps": 2}, "finetune": {"epochs_per_step": 1}}, {"prune", "finetune"}),
+        ({"finetune": {"epochs": 2}}, {"finetune"}),  # the final fine-tune only: prune's is unchanged
+    ):
+        done, expected = repro_after(project, "finetune", **change)
+        assert done == expected, change
+        assert certain <= done and "base" not in done, change
+        if "ratio" in change.get("prune", {}):
+            assert json.loads((project / "metrics" / "prune.json").read_text())["ratio"] == 0.37
+        if "iterative_steps" in change.get("prune", {}):
+            steps = json.loads((project / "metrics" / "prune.json").read_text())["steps"]
+            assert [step.get("epochs") for step in steps] == [1, None]  # trained between steps, not after the last
+
+    # a base change (everything after base) is checked in tests/flows/test_pipeline.py
+
+
+def test_ratio_sweep_with_dvc_experiments(reproduced: Path):
+    """`dvc exp run --queue -S prune.ratio=...`, `--run-all`, then `dvc exp show` compares the ratios."""
+    project = reproduced
+    sh(project, "git", "add", "-A")
+    sh(project, "git", "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", "baseline")
+    for ratio in (0.25, 0.75):
+        # up to val, the stage whose metrics `select` compares: the video stages would add minutes and nothing
+        sh(project, "dvc", "exp", "run", "--queue", "-S", f"prune.ratio={ratio}", "val")
+    sh(project, "dvc", "exp", "run", "--run-all")
+    shown = json.loads(sh(project, "dvc", "exp", "show", "--json", "--no-fetch"))
+    found = {}
+    for commit in shown:
+        for experiment in commit.get("experiments") or []:
+            for revision in experiment.get("revs", []):
+                data = revision.get("data", {})
+                ratio = data["params"]["params.yaml"]["data"]["prune"]["ratio"]
+                found[ratio] = data["metrics"]["metrics/val.json"]["data"]["finetuned"]["parameters"]
+    assert set(found) == {0.25, 0.75}
+    assert found[0.75] < found[0.25]  # more pruning, fewer parameters
+
+    # A budget that excludes the least accurate candidate: the pick is the fastest of the rest, and
+    # models/selected.pt is that experiment's fine-tuned checkpoint, byte for byte, out of the DVC cache.
+    candidates = collect_candidates(project)
+    drops = sorted({c.map50_drop for c in candidates})
+    assert len(drops) > 1, f"all candidates scored alike, no budget tells them apart: {candidates}"
+    budget = (drops[-1] + drops[-2]) / 2
+    excluded = [c for c in candidates if c.map50_drop > budget]
+    expected = min((c for c in candidates if c.map50_drop <= budget), key=lambda c: c.latency_ms)
+    picked = sh(project, "lightweight", "select", "--max-drop", repr(budget))
+    assert f"selected {expected.name}:" in picked and excluded
+    lock = (
+        sh(project, "git", "show", f"{expected.rev}:dvc.lock") if expected.rev else (project / "dvc.lock").read_text()
+    )
+    (finetuned,) = yaml.safe_load(lock)["stages"]["finetune"]["outs"]
+    assert hashlib.md5((project / "models" / "selected.pt").read_bytes()).hexdigest() == finetuned["md5"]
+    rows = {row["name"]: row for row in csv.DictReader((project / "reports" / "candidates.csv").open())}
+    assert [name for name, row in rows.items() if row["selected"] == "True"] == [expected.name]
+    assert (project / "reports" / "pareto.png").read_bytes().startswith(b"\x89PNG")
+    from tasks.yolo import describe_checkpoint
+
+    assert describe_checkpoint(project / "models" / "selected.pt").nc == 1
+
+    # A budget nobody meets fails, naming it, and writes no checkpoint.
+    (project / "models" / "selected.pt").unlink()
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    command = ["lightweight", "select", "--max-drop", repr(drops[0] / 2)] if drops[0] > 0 else None
+    if command:
+        failed = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, check=False)
+        assert failed.returncode == 2 and "no experiment within a mAP50 drop of" in failed.stderr
+        assert not (project / "models" / "selected.pt").exists()
