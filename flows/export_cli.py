@@ -19,6 +19,8 @@ def export(
     data: Path | None = typer.Option(None, "--data", help="dataset yaml: check mAP50 on its val split too"),
     out: Path = typer.Option(..., "--out", help="folder for CKPT_STEM.onnx and CKPT_STEM_openvino/"),
     imgsz: int = typer.Option(640, help="export input size (a multiple of 32)"),
+    max_map50_diff: float = typer.Option(0.005, help="largest |mAP50 of an FP32 export - the .pt's| (with --data)"),
+    max_int8_map50_drop: float = typer.Option(0.01, help="largest mAP50 an INT8 model may lose and be kept"),
 ) -> None:
     """Export a checkpoint to ONNX (YOLOv5 metadata: stock val.py/detect.py load it) and an FP32 OpenVINO IR.
 
@@ -32,7 +34,15 @@ def export(
 
     formats = tuple(f.strip() for f in format.split(",") if f.strip())
     cfg = validated(
-        ExportConfig, "options", formats=formats, int8=int8, int8_images=int8_images, imgsz=imgsz, map50_imgsz=None
+        ExportConfig,
+        "options",
+        formats=formats,
+        int8=int8,
+        int8_images=int8_images,
+        imgsz=imgsz,
+        map50_imgsz=None,
+        max_map50_diff=max_map50_diff,
+        max_int8_map50_drop=max_int8_map50_drop,
     )
     report = export_checkpoint(cfg, weights=checkpoint, out_dir=out, data_yaml=data)
     for name, runtimes in report["models"].items():

@@ -76,7 +76,9 @@ def tiny_params() -> dict:
         "classify": TINY_CLASSIFY.model_dump(mode="json"),
         "track": {"lines": {"*": {"middle": {"points": [[0.5, 0.0], [0.5, 1.0]], "units": "fraction"}}}},
         "interval_sweep": {"intervals": [1, 2]},
-        "export": {"formats": ["onnx"], "imgsz": 64, "check_images": 2, "map50_imgsz": 64},
+        # a 1-epoch detector's mAP50 turns on a few near-tied scores (ONNX Runtime's 1e-5 output differences
+        # moved it by 0.07 at 64 px): the DAG tests do not test the export check, tests/test_export.py does
+        "export": {"formats": ["onnx"], "imgsz": 64, "check_images": 2, "map50_imgsz": 64, "max_map50_diff": 1.0},
         "preview": {"seconds": 1, "width": 96},
     }
 

@@ -202,10 +202,13 @@ def test_cli_int8_writes_the_kept_model_beside_the_others(trained_checkpoint: Pa
     (out / "int8" / "another.onnx").write_bytes(b"another checkpoint's INT8 model")
     arguments = ["export", str(trained_checkpoint), "--format", "onnx", "--imgsz", "64", "--out", str(out)]
     data = ["--data", str(tiny_demo / "data.yaml"), "--int8", "--int8-images", "8"]
-    result = CliRunner().invoke(_cli(), arguments + data)
+    # A 1-epoch detector's mAP50 turns on a few near-tied scores: ONNX Runtime's 1e-5 output differences moved
+    # it by 0.07 at 64 px. This test is about where the files go; the next ones check the INT8 decision.
+    tolerances = ["--max-map50-diff", "1", "--max-int8-map50-drop", "1"]
+    result = CliRunner().invoke(_cli(), arguments + data + tolerances)
     assert result.exit_code == 0, result.output
     line = next(line for line in result.stdout.splitlines() if line.startswith(str(out / "int8" / "best.onnx")))
-    assert ", kept: mAP50 drop " in line, line  # the 1-epoch detector's INT8 model loses less than 0.001
+    assert ", kept: mAP50 drop " in line, line
     assert read_exported(out / "int8" / "best.onnx").names == {0: "person"}
     assert (out / "int8" / "another.onnx").read_bytes() == b"another checkpoint's INT8 model"  # file by file
 
