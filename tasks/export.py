@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from tasks.atomic import atomic_dir, atomic_file, write_json
-from tasks.config import ExportConfig, Params
+from tasks.config import ConfigError, ExportConfig, Params
 from tasks.dataset import resolved_dataset_yaml
 from tasks.digest import sha256_file
 from tasks.layout import Layout, int8_path
@@ -260,11 +260,21 @@ def _settings(cfg: ExportConfig, checked_on: str) -> dict[str, Any]:
 def export_models(
     cfg: ExportConfig, *, weights: dict[str, Path], data_yaml: Path, out_dir: Path, metrics_path: Path
 ) -> dict[str, Any]:
-    """Export each checkpoint in `weights` ({name: .pt}) to out_dir/<name>.onnx and <name>_openvino/, proven equal.
+    """Export each checkpoint in `weights` ({name: .pt}) to out_dir/<name>.onnx and <name>_openvino/, proven equal
+    (the stage's outputs: without openvino in `cfg.formats`, <name>_openvino/ is an empty folder).
 
     metrics_path gets, per model and runtime, the val mAP50, the largest raw-output difference and the file size.
     """
+    if "onnx" not in cfg.formats:
+        raise ConfigError(
+            f"export.formats {list(cfg.formats)}: the export stage always writes models/<name>.onnx (dvc.yaml "
+            "declares it, and OpenVINO IR is converted from it): keep onnx in the list"
+        )
     models = _export_all(cfg, weights, data_yaml, out_dir, int8_folder=True)
+    if "openvino" not in cfg.formats:
+        for name in weights:  # dvc.yaml declares every output: an empty IR folder when OpenVINO is not asked for
+            with atomic_dir(export_paths(out_dir, name, ("openvino",))["openvino"]):
+                pass
     metrics = {
         **_settings(cfg, "val split, square letterbox at map50_imgsz, batch 1"),
         "models": models,

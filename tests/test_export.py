@@ -196,6 +196,25 @@ def test_cli_exports_any_checkpoint_and_reports_each_file(pruned, tmp_path: Path
     assert sorted(p.name for p in out.iterdir()) == ["pruned.onnx"]  # refused before any work
 
 
+def test_stage_without_openvino_leaves_its_ir_folders_empty(trained_checkpoint: Path, tiny_demo: Path, tmp_path):
+    """dvc.yaml declares every output of the stage: without openvino in export.formats the IR folders are empty
+    (a folder of an earlier run included), and a list without onnx is refused before any work."""
+    out, metrics_path = tmp_path / "models", tmp_path / "export.json"
+    (out / "base_openvino").mkdir(parents=True)
+    (out / "base_openvino" / "base.xml").write_text("an earlier run's IR")
+    onnx_only = TINY_EXPORT.model_copy(update={"formats": ("onnx",)})
+    weights = {"base": trained_checkpoint}
+    export_models(onnx_only, weights=weights, data_yaml=tiny_demo / "data.yaml", out_dir=out, metrics_path=metrics_path)
+    assert sorted(p.name for p in out.iterdir()) == ["base.onnx", "base_openvino", "int8"]
+    assert list((out / "base_openvino").iterdir()) == []
+    assert set(json.loads(metrics_path.read_text())["models"]["base"]) == {"torch", "onnxruntime"}
+
+    ir_only = TINY_EXPORT.model_copy(update={"formats": ("openvino",)})
+    with pytest.raises(ConfigError, match=r"export\.formats \['openvino'\]: the export stage always writes"):
+        export_models(ir_only, weights=weights, data_yaml=tiny_demo, out_dir=tmp_path / "no", metrics_path=metrics_path)
+    assert not (tmp_path / "no").exists()
+
+
 def test_cli_int8_writes_the_kept_model_beside_the_others(trained_checkpoint: Path, tiny_demo: Path, tmp_path: Path):
     out = tmp_path / "exported"
     (out / "int8").mkdir(parents=True)
