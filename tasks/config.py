@@ -183,7 +183,7 @@ class ValConfig(_Section):
 class SelectConfig(_Section):
     """Picking a pruning ratio across DVC experiments (`lightweight select`)."""
 
-    max_map50_drop: float = Field(0.03, ge=0, le=1)  # largest mAP50 loss from base a candidate may show
+    max_map50_drop: float = Field(0.03, ge=-1, le=1)  # largest mAP50 loss from base; < 0: must beat it by that
 
 
 class DetectConfig(_Section):

@@ -12,3 +12,6 @@ def test_choose_takes_the_fastest_within_the_allowed_drop():
     assert choose([slow_good, fast_ok, fastest_bad], max_map50_drop=0.03) == fast_ok
     assert choose([slow_good, fast_ok, fastest_bad], max_map50_drop=0.2) == fastest_bad
     assert choose([fastest_bad], max_map50_drop=0.03) is None
+    # a negative budget: the candidate must beat the base (0.88) by that much
+    assert choose([slow_good, fast_ok, fastest_bad], max_map50_drop=-0.005) == slow_good
+    assert choose([slow_good, fast_ok, fastest_bad], max_map50_drop=-0.02) is None
