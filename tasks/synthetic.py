@@ -106,13 +106,9 @@ def random_scene(rng: np.random.Generator, width: int, height: int) -> Scene:
     for row in range(horizon):
         t = row / max(horizon - 1, 1)
         image[row] = sky_top * (1 - t) + sky_bottom * t
-    # Buildings are sized by the street's scale, the image height (pedestrians are too): a 16:9 video frame's
-    # width. Sized by the image width, a square still's facades came out half as wide as a video's, with
-    # windows half the size, and the detector took a wide video facade cut by the frame edge for a person.
-    street = height * 16 // 9
     x = int(rng.integers(-20, 0))
     while x < width:
-        w = int(rng.integers(street // 10, street // 4))
+        w = int(rng.integers(width // 10, width // 4))
         top = int(rng.integers(int(horizon * 0.1), int(horizon * 0.8)))
         facade = _jitter(rng, (120, 130, 150), 50)
         cv2.rectangle(image, (x, top), (x + w, horizon), facade, -1)
@@ -121,7 +117,7 @@ def random_scene(rng: np.random.Generator, width: int, height: int) -> Scene:
         for wy in range(top + step // 2, horizon - step, step):
             for wx in range(x + step // 3, x + w - step // 2, step):
                 cv2.rectangle(image, (wx, wy), (wx + step // 2, wy + step // 2), window, -1)
-        x += w + int(rng.integers(0, street // 20))
+        x += w + int(rng.integers(0, width // 20))
     pavement = np.array(_jitter(rng, (150, 150, 145), 25), np.float32)
     road = np.array(_jitter(rng, (85, 85, 85), 15), np.float32)
     road_top = horizon + int((height - horizon) * rng.uniform(0.15, 0.35))
