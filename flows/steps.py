@@ -50,10 +50,11 @@ def _run_stage(stage: Stage, params: Params, root: Path) -> Any:
 
 
 @task(name="detect", cache_policy=ItemCachePolicy(stage="detect", item="video", output="out_csv"))
-def detect_video_task(params: Params, root: Path, video: Path, out_csv: Path) -> VideoReport:
+def detect_video_task(params: Params, root: Path, video: Path, out_csv: Path) -> _Done:
     """Sampled detection on one video (the unit the flow fans out), on the runtime stage detect deploys."""
     runtime, model = deployed_model(params.detect, root)
-    return detect_video(load_detector(params.detect, model, runtime), params.detect, video, out_csv)
+    report = detect_video(load_detector(params.detect, model, runtime), params.detect, video, out_csv)
+    return _Done(report, {"out_csv": fingerprint(out_csv)})
 
 
 def task_runner(cfg: RunnerConfig) -> TaskRunner:
@@ -87,9 +88,18 @@ def detect_all(params: Params, root: Path, out_dir: Path | None = None) -> list[
         "out_csv": [out_dir / f"{video.stem}.csv" for video in videos],
     }
     with task_runner(params.runner) as runner:
-        futures = runner.map(detect_video_task, arguments)
+        done = [future.result() for future in runner.map(detect_video_task, arguments)]
+        # a cached result whose CSV another run has since replaced (other weights, say) runs again, as a stage does
+        on_disk = [{"out_csv": fingerprint(csv)} for csv in arguments["out_csv"]]
+        replaced = [i for i, item in enumerate(done) if item.outputs != on_disk[i]]
+        if replaced:
+            refresh = {"params": arguments["params"], "root": arguments["root"]}
+            refresh |= {name: [arguments[name][i] for i in replaced] for name in ("video", "out_csv")}
+            rerun = runner.map(detect_video_task.with_options(refresh_cache=True), refresh)
+            for i, item in zip(replaced, rerun, strict=True):
+                done[i] = item.result()
         # a cached report names the video where it was first run; this project's copy is the one meant
-        reports.extend(replace(f.result(), video=str(v)) for f, v in zip(futures, videos, strict=True))
+        reports.extend(replace(item.value, video=str(v)) for item, v in zip(done, videos, strict=True))
     write_summary(out_dir, reports, root)
     return reports
 
