@@ -6,7 +6,11 @@ from pathlib import Path
 
 import typer
 
+from tasks.config import ExportConfig
+
 __all__ = ["export"]
+
+_DEFAULTS = ExportConfig()  # the options' defaults are params.yaml's export section's
 
 
 def export(
@@ -15,12 +19,18 @@ def export(
     int8: bool = typer.Option(
         False, "--int8", help="also OUT/int8/CKPT_STEM.onnx, calibrated on --data's train split, kept if mAP50 holds"
     ),
-    int8_images: int = typer.Option(128, "--int8-images", help="training images to calibrate INT8 on"),
+    int8_images: int = typer.Option(
+        _DEFAULTS.int8_images, "--int8-images", help="training images to calibrate INT8 on"
+    ),
     data: Path | None = typer.Option(None, "--data", help="dataset yaml: check mAP50 on its val split too"),
     out: Path = typer.Option(..., "--out", help="folder for CKPT_STEM.onnx and CKPT_STEM_openvino/"),
     imgsz: int = typer.Option(640, help="export input size (a multiple of 32)"),
-    max_map50_diff: float = typer.Option(0.005, help="largest |mAP50 of an FP32 export - the .pt's| (with --data)"),
-    max_int8_map50_drop: float = typer.Option(0.01, help="largest mAP50 an INT8 model may lose and be kept"),
+    max_map50_diff: float = typer.Option(
+        _DEFAULTS.max_map50_diff, help="largest |mAP50 of an FP32 export - the .pt's| (with --data)"
+    ),
+    max_int8_map50_drop: float = typer.Option(
+        _DEFAULTS.max_int8_map50_drop, help="largest mAP50 an INT8 model may lose and be kept"
+    ),
 ) -> None:
     """Export a checkpoint to ONNX (YOLOv5 metadata: stock val.py/detect.py load it) and an FP32 OpenVINO IR.
 
@@ -29,7 +39,7 @@ def export(
     --int8 (needs --data) also quantizes the ONNX model, kept only within the mAP50 drop allowed by default.
     """
     from tasks.config import validated
-    from tasks.export import INT8, ExportConfig, export_checkpoint, export_paths, int8_path
+    from tasks.export import INT8, export_checkpoint, export_paths, int8_path
     from tasks.yolo.export import FORMAT_RUNTIME
 
     formats = tuple(f.strip() for f in format.split(",") if f.strip())
