@@ -39,8 +39,9 @@ def export(
     --int8 (needs --data) also quantizes the ONNX model, kept only within the mAP50 drop allowed by default.
     """
     from tasks.config import validated
-    from tasks.export import INT8, export_checkpoint, export_paths, int8_path
-    from tasks.yolo.export import FORMAT_RUNTIME
+    from tasks.export import INT8, export_checkpoint
+    from tasks.layout import export_paths, int8_path
+    from tasks.runtimes import FORMAT_RUNTIME
 
     formats = tuple(f.strip() for f in format.split(",") if f.strip())
     cfg = validated(

@@ -24,6 +24,11 @@ class _Done:
     value: Any  # what the stage returned
     outputs: dict[str, Any]  # the contents it left, to tell a cached result from outputs another run replaced
 
+    def replaced(self, on_disk: dict[str, Any]) -> bool:
+        """Whether another run (with other params, say) has since replaced the outputs this result describes: a
+        cached result must then run again, so that what is on disk is always what the returned result describes."""
+        return self.outputs != on_disk
+
 
 def _outputs(stage: Stage, params: Params, root: Path) -> dict[str, Any]:
     return {out: fingerprint(stage.resolve(out, params, root)) for out in stage.outputs}
@@ -39,12 +44,11 @@ def _stage_task(stage: Stage) -> Any:
 
 
 def _run_stage(stage: Stage, params: Params, root: Path) -> Any:
-    """The stage as a cached task; a cached result whose outputs were since replaced (by a run with other
-    params, say) runs again, so what is on disk is always what the returned result describes."""
+    """The stage as a cached task; a cached result whose outputs were since replaced runs again."""
     step = _stage_task(stage)
     state = step(params=params, root=root, return_state=True)
     done: _Done = state.result()
-    if done.outputs != _outputs(stage, params, root):
+    if done.replaced(_outputs(stage, params, root)):
         done = step.with_options(refresh_cache=True)(params=params, root=root)
     return done.value
 
@@ -90,8 +94,8 @@ def detect_all(params: Params, root: Path, out_dir: Path | None = None) -> list[
     with task_runner(params.runner) as runner:
         done = [future.result() for future in runner.map(detect_video_task, arguments)]
         # a cached result whose CSV another run has since replaced (other weights, say) runs again, as a stage does
-        on_disk = [{"out_csv": fingerprint(csv)} for csv in arguments["out_csv"]]
-        replaced = [i for i, item in enumerate(done) if item.outputs != on_disk[i]]
+        csvs = arguments["out_csv"]
+        replaced = [i for i, item in enumerate(done) if item.replaced({"out_csv": fingerprint(csvs[i])})]
         if replaced:
             refresh = {"params": arguments["params"], "root": arguments["root"]}
             refresh |= {name: [arguments[name][i] for i in replaced] for name in ("video", "out_csv")}

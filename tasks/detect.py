@@ -20,8 +20,8 @@ from tasks.detections import DETECTION_COLUMNS, VideoReport, write_summary
 from tasks.digest import sha256_file
 from tasks.errors import LightweightError
 from tasks.frames import ReadStats, VideoError, open_video, prefetched, sampled_frames
-from tasks.layout import Layout
-from tasks.runtimes import ExportedDetector
+from tasks.layout import Layout, export_paths
+from tasks.runtimes import FORMAT_RUNTIME, ExportedDetector
 from tasks.stage import Stage
 
 if TYPE_CHECKING:
@@ -72,8 +72,6 @@ def find_videos(entries: list[str], root: Path) -> tuple[list[Path], list[VideoR
 
 
 EXPORT_METRICS = "metrics/export.json"
-# as stage export writes them
-_EXPORTED = {"onnxruntime": "{name}.onnx", "openvino": "{name}_openvino", "onnxruntime_int8": "int8/{name}.onnx"}
 _AUTO = ("onnxruntime", "openvino")  # fastest first, as benchmarks/runtime_speed.py measured them here
 
 
@@ -87,8 +85,8 @@ def _passed_exports(weights: Path, root: Path) -> dict[str, Path]:
     for name, runtimes in json.loads(path.read_text()).get("models", {}).items():
         if runtimes.get("torch", {}).get("sha256") != digest:
             continue  # another checkpoint, or an export older than this .pt: never used
-        for runtime, pattern in _EXPORTED.items():
-            model = weights.parent / pattern.format(name=name)
+        for fmt, model in export_paths(weights.parent, name).items():  # as stage export writes them
+            runtime = FORMAT_RUNTIME[fmt]
             if runtime in runtimes and runtimes[runtime].get("kept", True) and model.exists():
                 found[runtime] = model  # FP32 exports are in the metrics only when they passed; INT8 when kept
     return found

@@ -21,12 +21,11 @@ from tasks.atomic import atomic_dir, atomic_file, write_json
 from tasks.config import ConfigError, ExportConfig, Params
 from tasks.dataset import resolved_dataset_yaml
 from tasks.digest import sha256_file
-from tasks.layout import Layout, int8_path
-from tasks.runtimes import ExportError
+from tasks.layout import Layout, export_paths, int8_path
+from tasks.runtimes import FORMAT_RUNTIME, ExportError
 from tasks.stage import Stage
 from tasks.yolo import detection_model, load_checkpoint
 from tasks.yolo.export import (
-    FORMAT_RUNTIME,
     RuntimeCheck,
     check_export,
     export_onnx,
@@ -44,24 +43,12 @@ __all__ = [
     "ExportError",
     "export_checkpoint",
     "export_models",
-    "export_paths",
-    "int8_path",
 ]
 
 log = logging.getLogger(__name__)
 
 
-INT8 = "onnxruntime_int8"  # the runtime label of INT8 models: ONNX Runtime runs them (OpenVINO reads them too)
-
-
-def export_paths(out_dir: Path, name: str, formats: tuple[str, ...]) -> dict[str, Path]:
-    """Where each format of model `name` is written: <name>.onnx, the IR folder <name>_openvino/, int8/<name>.onnx."""
-    paths = {
-        "onnx": out_dir / f"{name}.onnx",
-        "openvino": out_dir / f"{name}_openvino",
-        "int8": int8_path(out_dir, name),
-    }
-    return {fmt: paths[fmt] for fmt in formats}
+INT8 = FORMAT_RUNTIME["int8"]  # the runtime label of INT8 models: ONNX Runtime runs them (OpenVINO reads them too)
 
 
 @dataclass(frozen=True)
@@ -156,7 +143,7 @@ def _prepare(
     }
     labelled = {**files, **({"int8": exported[INT8]} if INT8 in exported else {})}  # format -> file
     for fmt, path in labelled.items():
-        check = checks[{**FORMAT_RUNTIME, "int8": INT8}[fmt]]
+        check = checks[FORMAT_RUNTIME[fmt]]
         report[check.runtime] = {
             "format": fmt,
             "map50": _round(check.map50),
@@ -199,21 +186,29 @@ def _install(prepared: _Prepared, out_dir: Path) -> dict[str, Path]:
     return targets
 
 
-def _install_int8(prepared: list[_Prepared], out_dir: Path, *, whole_folder: bool) -> None:
-    """The kept INT8 models into out_dir/int8/: as one new folder (the stage's output), or file by file."""
-    kept = [item for item in prepared if item.int8 is not None]
-    if whole_folder:
-        with atomic_dir(out_dir / "int8") as tmp:  # empty when INT8 is off or none was kept
-            for item in kept:
+def _install_int8_files(prepared: list[_Prepared], out_dir: Path) -> None:
+    """The kept INT8 models into out_dir/int8/, file by file, next to whatever is there."""
+    for item in prepared:
+        if item.int8 is not None:
+            with atomic_file(int8_path(out_dir, item.name)) as tmp:
+                shutil.copyfile(item.int8, tmp)
+
+
+def _install_stage_folders(prepared: list[_Prepared], out_dir: Path) -> None:
+    """The folders dvc.yaml declares, each replaced whole: int8/ with the kept INT8 models (empty when INT8 is off
+    or none was kept), and an empty <name>_openvino/ for each model not exported to OpenVINO."""
+    with atomic_dir(out_dir / "int8") as tmp:
+        for item in prepared:
+            if item.int8 is not None:
                 shutil.copyfile(item.int8, tmp / int8_path(tmp, item.name).name)
-        return
-    for item in kept:
-        with atomic_file(int8_path(out_dir, item.name)) as tmp:
-            shutil.copyfile(item.int8, tmp)
+    for item in prepared:
+        if "openvino" not in item.files:
+            with atomic_dir(export_paths(out_dir, item.name, ("openvino",))["openvino"]):
+                pass
 
 
 def _export_all(
-    cfg: ExportConfig, weights: dict[str, Path], data_yaml: Path | None, out_dir: Path, *, int8_folder: bool
+    cfg: ExportConfig, weights: dict[str, Path], data_yaml: Path | None, out_dir: Path, *, stage_outputs: bool
 ) -> dict[str, dict[str, Any]]:
     """Export and check every model in a scratch folder; only when all pass, put them in `out_dir`."""
     _check_inputs(weights, cfg, data_yaml)
@@ -228,7 +223,10 @@ def _export_all(
             raise ExportError("exports differ from their checkpoints; nothing was written:\n  " + "\n  ".join(failures))
         for item in prepared:
             _install(item, out_dir)
-        _install_int8(prepared, out_dir, whole_folder=int8_folder)
+        if stage_outputs:
+            _install_stage_folders(prepared, out_dir)
+        else:
+            _install_int8_files(prepared, out_dir)
     return {item.name: item.report for item in prepared}
 
 
@@ -270,11 +268,7 @@ def export_models(
             f"export.formats {list(cfg.formats)}: the export stage always writes models/<name>.onnx (dvc.yaml "
             "declares it, and OpenVINO IR is converted from it): keep onnx in the list"
         )
-    models = _export_all(cfg, weights, data_yaml, out_dir, int8_folder=True)
-    if "openvino" not in cfg.formats:
-        for name in weights:  # dvc.yaml declares every output: an empty IR folder when OpenVINO is not asked for
-            with atomic_dir(export_paths(out_dir, name, ("openvino",))["openvino"]):
-                pass
+    models = _export_all(cfg, weights, data_yaml, out_dir, stage_outputs=True)
     metrics = {
         **_settings(cfg, "val split, square letterbox at map50_imgsz, batch 1"),
         "models": models,
@@ -291,7 +285,7 @@ def export_checkpoint(
 
     Without a dataset the raw outputs are compared on fixed noise images: every layer is still exercised.
     """
-    models = _export_all(cfg, {weights.stem: weights}, data_yaml, out_dir, int8_folder=False)
+    models = _export_all(cfg, {weights.stem: weights}, data_yaml, out_dir, stage_outputs=False)
     checked_on = "val split" if data_yaml is not None else f"{cfg.check_images} noise images (no dataset given)"
     return {**_settings(cfg, checked_on), "models": models, "int8": _int8_summary(cfg, models)}
 

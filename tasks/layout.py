@@ -5,13 +5,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["FlowOutputs", "Layout", "PruneOutputs", "ValOutputs", "int8_path"]
+__all__ = ["EXPORT_FORMATS", "FlowOutputs", "Layout", "PruneOutputs", "ValOutputs", "export_paths", "int8_path"]
 
 
 def int8_path(models_dir: Path, name: str) -> Path:
     """Where stage export (and `lightweight export --int8`) keeps the INT8 model of `name`: a folder of its own,
     so that the stage always has it as an output, empty when INT8 is off."""
     return models_dir / "int8" / f"{name}.onnx"
+
+
+EXPORT_FORMATS = ("onnx", "openvino", "int8")
+
+
+def export_paths(models_dir: Path, name: str, formats: tuple[str, ...] = EXPORT_FORMATS) -> dict[str, Path]:
+    """Where each export format of model `name` lives: <name>.onnx, the IR folder <name>_openvino/, int8/<name>.onnx."""
+    paths = {
+        "onnx": models_dir / f"{name}.onnx",
+        "openvino": models_dir / f"{name}_openvino",
+        "int8": int8_path(models_dir, name),
+    }
+    return {fmt: paths[fmt] for fmt in formats}
 
 
 @dataclass(frozen=True)

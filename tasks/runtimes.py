@@ -28,6 +28,7 @@ from tasks.errors import LightweightError
 from tasks.letterbox import check_img_size, letterbox, non_max_suppression, scale_boxes
 
 __all__ = [
+    "FORMAT_RUNTIME",
     "PIP_PACKAGES",
     "RUNTIMES",
     "ExportError",
@@ -43,6 +44,8 @@ __all__ = [
 # onnxruntime_int8: an INT8 (QDQ) ONNX model on ONNX Runtime; its outputs approximate the checkpoint's
 Runtime = Literal["onnxruntime", "onnxruntime_int8", "openvino"]
 RUNTIMES: tuple[Runtime, ...] = ("onnxruntime", "onnxruntime_int8", "openvino")
+# the runtime each export format (tasks.layout.export_paths) runs on
+FORMAT_RUNTIME: dict[str, Runtime] = {"onnx": "onnxruntime", "openvino": "openvino", "int8": "onnxruntime_int8"}
 PIP_PACKAGES = {"onnx": "onnx", "onnxruntime": "onnxruntime", "openvino": "openvino", "onnxslim": "onnxslim"}
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tasks.runtimes import ExportError, Runtime, Session, import_package, open_session, read_exported
+from tasks.runtimes import FORMAT_RUNTIME, ExportError, Session, import_package, open_session, read_exported
 from tasks.timing import torch_threads
 from tasks.yolo.checkpoint import detection_model, load_checkpoint
 from tasks.yolo.runtime import yolov5_runtime
@@ -38,7 +38,6 @@ __all__ = [
     "tree_bytes",
 ]
 
-FORMAT_RUNTIME: dict[str, Runtime] = {"onnx": "onnxruntime", "openvino": "openvino"}
 # What each format needs installed: the ONNX file is written with `onnx` and every IR is converted from it.
 FORMAT_PACKAGES = {"onnx": ("onnx", "onnxruntime"), "openvino": ("onnx", "openvino")}
 
