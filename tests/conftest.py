@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,18 @@ pytest_plugins = ["tests.moto_s3"]  # fixtures `s3_server` (moto on 127.0.0.1) a
 os.environ["CUDA_VISIBLE_DEVICES"] = ""  # CPU only, like the machines this runs on
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules made of slow tests first, those with the most of them first: xdist (--dist=loadscope) hands
+    modules out in this order, so the end-to-end ones start at once and quick ones fill the workers at the end."""
+
+    def module(item: pytest.Item) -> str:
+        return item.nodeid.split("::")[0]
+
+    tests = Counter(module(item) for item in items)
+    slow = Counter(module(item) for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: (-slow[module(item)] / tests[module(item)], -slow[module(item)]))
 
 
 def stock_yaml(name: str) -> Path:

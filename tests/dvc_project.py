@@ -1,12 +1,15 @@
 """A DVC project of the tiny demo in a temporary folder, and running `dvc` in it (for the DVC tests)."""
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
+from filelock import FileLock
 
 from tasks.registry import stages_upto
 from tests.conftest import REPO, STAGES, tiny_params
@@ -45,6 +48,23 @@ def repro_after(project: Path, *targets: str, **sections: dict) -> tuple[set[str
     if targets:
         expected &= {stage.name for target in targets for stage in stages_upto(target, after[0])}
     return ran(output), expected
+
+
+def reproduced_once(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> tuple[Path, set[str]]:
+    """A project after its first `dvc repro`, and the stages that run ran: built once per test session, by
+    whichever xdist worker asks first while the others wait (a full tiny repro is minutes of CPU). Copy it to
+    change it."""
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent  # this session's folder, common to its workers
+    root = shared / "dvc-reproduced"
+    with FileLock(str(shared / "dvc-reproduced.lock")):
+        if not (root / "ran.json").is_file():
+            shutil.rmtree(root, ignore_errors=True)  # a worker that failed to build it leaves a partial project
+            root.mkdir()
+            stages = ran(sh(new_project(root / "project"), "dvc", "repro"))
+            (root / "ran.json").write_text(json.dumps(sorted(stages)))
+    return root / "project", set(json.loads((root / "ran.json").read_text()))
 
 
 def new_project(project: Path) -> Path:

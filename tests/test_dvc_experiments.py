@@ -13,23 +13,16 @@ import pytest
 import yaml
 
 from tasks.select import collect_candidates
-from tests.dvc_project import BIN, new_project, repro_after, sh
+from tests.dvc_project import BIN, repro_after, reproduced_once, sh
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def reproduced_to_val(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A project after `dvc repro val`: the models and their comparison, no video stages (run once)."""
-    project = new_project(tmp_path_factory.mktemp("models") / "project")
-    sh(project, "dvc", "repro", "val")
-    return project
-
-
 @pytest.fixture
-def reproduced(reproduced_to_val: Path, tmp_path: Path) -> Path:
-    """A copy of the project after `dvc repro val`, to change at will."""
-    return Path(shutil.copytree(reproduced_to_val, tmp_path / "project", symlinks=True))
+def reproduced(tmp_path_factory: pytest.TempPathFactory, worker_id: str, tmp_path: Path) -> Path:
+    """A copy of the project after its first `dvc repro` (shared with test_dvc_pipeline.py), to change at will."""
+    project, _ = reproduced_once(tmp_path_factory, worker_id)
+    return Path(shutil.copytree(project, tmp_path / "project", symlinks=True))
 
 
 def test_pruning_and_finetune_params_rerun_exactly_what_they_change(reproduced: Path):

@@ -14,6 +14,7 @@ from tasks.registry import stages_upto
 from tests.conftest import STAGES, TINY_DETECT
 from tests.dag import expected_reruns, importers, snapshot
 from tests.dvc_project import BIN, new_project, ran, repro_after, set_params, sh
+from tests.dvc_project import reproduced_once as shared_reproduction
 
 pytestmark = pytest.mark.slow
 
@@ -25,10 +26,9 @@ def project(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reproduced_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[str]]:
-    """A project after its first `dvc repro` (run once for the module; tests work on copies), and what ran."""
-    project = new_project(tmp_path_factory.mktemp("reproduced") / "project")
-    return project, ran(sh(project, "dvc", "repro"))
+def reproduced_once(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> tuple[Path, set[str]]:
+    """A project after its first `dvc repro` (tests work on copies), and what ran."""
+    return shared_reproduction(tmp_path_factory, worker_id)
 
 
 @pytest.fixture

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -13,8 +16,31 @@ from torch import nn
 __all__ = ["CHECKPOINT_GLOBALS", "allowed_global_names"]
 
 
+def _stack_without_source(context: int = 1) -> list[inspect.FrameInfo]:
+    """inspect.stack() with file names and line numbers but no source lines."""
+    frames = []
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        frames.append(inspect.FrameInfo(frame, code.co_filename, frame.f_lineno, code.co_name, None, None))
+        frame = frame.f_back
+    return frames
+
+
+@contextmanager
+def _quick_stack() -> Iterator[None]:
+    """yolov5.utils.general calls inspect.stack() twice at import only to compare two file names, and inspect.stack
+    looks up the module and source of every frame: a second of each process's start here (benchmarks/imports.py)."""
+    stack = inspect.stack
+    inspect.stack = _stack_without_source
+    try:
+        yield
+    finally:
+        inspect.stack = stack
+
+
 def _yolov5_modules() -> list[type]:
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quick_stack():
         warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
         from yolov5.models import common, experimental, yolo
 
