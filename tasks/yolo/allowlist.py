@@ -30,7 +30,7 @@ def _stack_without_source(context: int = 1) -> list[inspect.FrameInfo]:
 @contextmanager
 def _quick_stack() -> Iterator[None]:
     """yolov5.utils.general calls inspect.stack() twice at import only to compare two file names, and inspect.stack
-    looks up the module and source of every frame: a second of each process's start here (benchmarks/imports.py)."""
+    looks up the module and source of every frame: half a second of each stage process here (benchmarks/imports.py)."""
     stack = inspect.stack
     inspect.stack = _stack_without_source
     try:
