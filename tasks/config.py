@@ -57,16 +57,17 @@ class DemoConfig(_Section):
     seed: int = 0  # same seed, byte-identical dataset and videos
     image_width: int = Field(320, ge=64, le=2048)  # dataset image size in pixels
     image_height: int = Field(320, ge=64, le=2048)
-    train_images: int = Field(400, ge=1)
+    train_images: int = Field(800, ge=1)
     val_images: int = Field(100, ge=1)
     max_people: int = Field(6, ge=1, le=50)  # pedestrians per dataset image, drawn from 1..max_people
-    distractors: int = Field(4, ge=0, le=50)  # non-person objects per image (cars, poles, bins, trees)
+    distractors: int = Field(10, ge=0, le=50)  # extra non-person objects per still, drawn from 0..distractors
     videos: int = Field(2, ge=0, le=20)
     video_frames: int = Field(600, ge=1)
     video_width: int = Field(640, ge=64, le=4096)
     video_height: int = Field(360, ge=64, le=4096)
     video_fps: int = Field(15, ge=1, le=120)
     video_people: int = Field(24, ge=1, le=100)  # pedestrians crossing each video, entering in turn
+    video_distractors: int = Field(4, ge=0, le=50)  # objects standing in each video (the first a car)
 
 
 class ModelConfig(_Section):
@@ -95,7 +96,7 @@ class ModelConfig(_Section):
 class TrainingConfig(_Section):
     """YOLOv5's own train.py settings, shared by stages `base` and `finetune`."""
 
-    epochs: int = Field(60, ge=1)
+    epochs: int = Field(30, ge=1)
     imgsz: int = Field(192, ge=32, le=1280, multiple_of=32)
     batch: int = Field(16, ge=1)
     workers: int = Field(2, ge=0, le=16)  # dataloader processes
@@ -145,7 +146,7 @@ class PruneConfig(_Section):
 class FinetuneConfig(TrainingConfig):
     """Fine-tuning the pruned detector with the rewritten yaml."""
 
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(15, ge=1)
     epochs_per_step: int = Field(0, ge=0)  # with prune.iterative_steps > 1: fine-tune between steps (0: off)
 
 

@@ -20,6 +20,7 @@ from tasks.synthetic import (
     COLOUR_NAMES,
     Distractor,
     Pedestrian,
+    Placed,
     Scene,
     random_distractor,
     random_pedestrian,
@@ -57,6 +58,34 @@ def _foot_range(scene: Scene, height: int) -> tuple[float, float]:
     return scene.horizon + 0.15 * ground, height * 1.03
 
 
+def _still(cfg: DemoConfig, rng: np.random.Generator) -> tuple[np.ndarray, list[Placed]]:
+    """A still framed out of a street as the videos show it: same size, perspective, lanes and standing clutter
+    (people pass behind the car and behind each other as they do in the videos), plus more clutter anywhere.
+
+    Stills learnt at the size of videos' frames would cost four times the training; a frame's part at its own
+    scale costs nothing more and shows every object as the detector meets it in video.
+    """
+    w, h = cfg.image_width, cfg.image_height
+    street_w, street_h = max(cfg.video_width, w), max(cfg.video_height, h)
+    scene = random_scene(rng, street_w, street_h)
+    x0, y0 = int(rng.integers(0, street_w - w + 1)), int(rng.integers(0, street_h - h + 1))
+    low, high = _foot_range(scene, street_h)
+    ground = street_h - scene.horizon
+    people = []
+    for _ in range(int(rng.integers(1, cfg.max_people + 1))):
+        if rng.random() < 0.5:  # walking in a lane, as in the videos
+            near, far = _LANES[1 if rng.random() < 0.5 else -1]
+            foot = min(scene.horizon + rng.uniform(near, far) * ground, street_h * 0.98)
+        else:
+            foot = rng.uniform(low, high)
+        people.append(random_pedestrian(rng, scene, rng.uniform(x0 - 0.05 * w, x0 + 1.05 * w), foot))
+    clutter = _occluders(rng, scene, street_w, street_h, cfg.video_distractors) + [
+        random_distractor(rng, scene, rng.uniform(x0, x0 + w), rng.uniform(low, high))
+        for _ in range(int(rng.integers(0, cfg.distractors + 1)))
+    ]
+    return render(scene, people, clutter, rng=rng, view=(x0, y0, w, h))
+
+
 def _write_split(cfg: DemoConfig, split: str, count: int, root: Path) -> int:
     images, labels = root / "images" / split, root / "labels" / split
     images.mkdir(parents=True)
@@ -67,18 +96,7 @@ def _write_split(cfg: DemoConfig, split: str, count: int, root: Path) -> int:
         rows = csv.writer(handle)
         rows.writerow(["image", "box", "colour", "colour_name", "x1", "y1", "x2", "y2", "visible"])
         for i in tqdm(range(count), desc=f"demo {split}", unit="img", leave=False):
-            rng = _rng(cfg.seed, _SPLITS[split], i)
-            scene = random_scene(rng, w, h)
-            low, high = _foot_range(scene, h)
-            people = [
-                random_pedestrian(rng, scene, rng.uniform(-0.05 * w, 1.05 * w), rng.uniform(low, high))
-                for _ in range(int(rng.integers(1, cfg.max_people + 1)))
-            ]
-            clutter = [
-                random_distractor(rng, scene, rng.uniform(0, w), rng.uniform(low, high))
-                for _ in range(int(rng.integers(0, cfg.distractors + 1)))
-            ]
-            image, placed = render(scene, people, clutter, rng=rng)
+            image, placed = _still(cfg, _rng(cfg.seed, _SPLITS[split], i))
             name = f"{split}_{i:05d}"
             cv2.imwrite(str(images / f"{name}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
             lines = []
@@ -142,7 +160,7 @@ def _write_video(cfg: DemoConfig, index: int, root: Path) -> str:
     rng = _rng(cfg.seed, _VIDEO_STREAM, index)
     w, h = cfg.video_width, cfg.video_height
     scene = random_scene(rng, w, h)
-    clutter = _occluders(rng, scene, w, h, cfg.distractors)
+    clutter = _occluders(rng, scene, w, h, cfg.video_distractors)
     walkers = _walkers(rng, cfg, scene)
     name = f"street_{index:02d}"
     writer = cv2.VideoWriter(

@@ -241,10 +241,17 @@ def render(
     distractors: list[Distractor],
     noise: float = 4.0,
     rng: np.random.Generator | None = None,
+    view: tuple[int, int, int, int] | None = None,
 ) -> tuple[np.ndarray, list[Placed]]:
-    """Paint everything far-to-near on the scene; label pedestrians that stay mostly visible."""
+    """Paint everything far-to-near on the scene; label pedestrians that stay mostly visible.
+
+    `view` (x, y, width, height): the part of the scene in the picture, as a camera framing part of the street
+    sees it; boxes and visibility are then of that part.
+    """
     canvas = scene.background.copy()
     mask = np.zeros(canvas.shape[:2], np.int32)
+    x0, y0, view_w, view_h = view or (0, 0, canvas.shape[1], canvas.shape[0])
+    window = (slice(y0, y0 + view_h), slice(x0, x0 + view_w))
     objects: list[Pedestrian | Distractor] = sorted([*pedestrians, *distractors], key=lambda o: o.foot_y)
     index_of = {id(p): i for i, p in enumerate(pedestrians)}
     silhouettes: dict[int, tuple[tuple[int, int, int, int], int]] = {}  # box and area as drawn
@@ -252,13 +259,14 @@ def render(
         if isinstance(obj, Pedestrian):
             own = np.zeros_like(mask)
             _draw_pedestrian(obj, canvas, own, oid)
-            ys, xs = np.nonzero(own)
+            ys, xs = np.nonzero(own[window])
             if len(xs):
                 box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
                 silhouettes[oid] = (box, len(xs))
             mask[own == oid] = oid
         else:
             _draw_distractor(obj, canvas, mask, oid)
+    canvas, mask = np.ascontiguousarray(canvas[window]), mask[window]
     if rng is not None and noise > 0:
         grain = rng.normal(0, noise, canvas.shape[:2]).astype(np.float32)[..., None]
         canvas = np.clip(canvas.astype(np.float32) + grain, 0, 255).astype(np.uint8)

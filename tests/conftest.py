@@ -55,6 +55,7 @@ TINY_DEMO = DemoConfig(
     val_images=6,
     max_people=3,
     distractors=2,
+    video_distractors=2,
     videos=1,
     video_frames=24,  # long enough for the walkers to come fully into view (visible counts the part outside)
     video_width=160,
