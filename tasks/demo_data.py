@@ -58,6 +58,12 @@ def _foot_range(scene: Scene, height: int) -> tuple[float, float]:
     return scene.horizon + 0.15 * ground, height * 1.03
 
 
+def _lane_foot(rng: np.random.Generator, scene: Scene, direction: int, height: int) -> float:
+    """The feet row of someone walking in `direction`'s lane (`_LANES`), never below the bottom edge."""
+    near, far = _LANES[direction]
+    return min(scene.horizon + rng.uniform(near, far) * (height - scene.horizon), height * 0.98)
+
+
 def _still(cfg: DemoConfig, rng: np.random.Generator) -> tuple[np.ndarray, list[Placed]]:
     """A still framed out of a street as the videos show it: same size, perspective, lanes and standing clutter
     (people pass behind the car and behind each other as they do in the videos), plus more clutter anywhere.
@@ -70,12 +76,10 @@ def _still(cfg: DemoConfig, rng: np.random.Generator) -> tuple[np.ndarray, list[
     scene = random_scene(rng, street_w, street_h)
     x0, y0 = int(rng.integers(0, street_w - w + 1)), int(rng.integers(0, street_h - h + 1))
     low, high = _foot_range(scene, street_h)
-    ground = street_h - scene.horizon
     people = []
     for _ in range(int(rng.integers(1, cfg.max_people + 1))):
         if rng.random() < 0.5:  # walking in a lane, as in the videos
-            near, far = _LANES[1 if rng.random() < 0.5 else -1]
-            foot = min(scene.horizon + rng.uniform(near, far) * ground, street_h * 0.98)
+            foot = _lane_foot(rng, scene, 1 if rng.random() < 0.5 else -1, street_h)
         else:
             foot = rng.uniform(low, high)
         people.append(random_pedestrian(rng, scene, rng.uniform(x0 - 0.05 * w, x0 + 1.05 * w), foot))
@@ -127,13 +131,10 @@ def _walkers(rng: np.random.Generator, cfg: DemoConfig, scene: Scene) -> list[_W
     keeps to its own lane, the far one rightwards and the near one leftwards, as on a pavement: people pass
     behind one another but never through one another at the same depth, which no camera would see.
     """
-    ground = cfg.video_height - scene.horizon
     walkers = []
     for i in range(cfg.video_people):
         direction = 1 if i % 2 == 0 else -1
-        near, far = _LANES[direction]
-        foot = scene.horizon + rng.uniform(near, far) * ground
-        person = random_pedestrian(rng, scene, 0.0, min(foot, cfg.video_height * 0.98))
+        person = random_pedestrian(rng, scene, 0.0, _lane_foot(rng, scene, direction, cfg.video_height))
         speed = direction * person.height * rng.uniform(0.02, 0.04)
         margin = person.height * 0.4
         x0 = -margin if direction > 0 else cfg.video_width + margin

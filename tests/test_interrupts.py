@@ -97,10 +97,14 @@ def _run(root: Path, stage: str) -> float:
     return time.perf_counter() - start
 
 
-def _outputs(root: Path, stage: str) -> dict[str, object]:
+def _output_paths(root: Path, stage: str) -> dict[str, Path]:
     declared = load_stage(stage)
     params = load_params(root / "params.yaml")
-    return {out: fingerprint(declared.resolve(out, params, root)) for out in declared.outputs}
+    return {out: declared.resolve(out, params, root) for out in declared.outputs}
+
+
+def _outputs(root: Path, stage: str) -> dict[str, object]:
+    return {out: fingerprint(path) for out, path in _output_paths(root, stage).items()}
 
 
 def _temporaries(root: Path) -> list[Path]:
@@ -109,9 +113,7 @@ def _temporaries(root: Path) -> list[Path]:
 
 def _write_folders(root: Path, stage: str) -> list[Path]:
     """Where the stage's atomic writes put their temporaries: beside each output, and inside an output folder."""
-    declared = load_stage(stage)
-    params = load_params(root / "params.yaml")
-    outputs = [declared.resolve(out, params, root) for out in declared.outputs]
+    outputs = _output_paths(root, stage).values()
     return sorted({folder for out in outputs for folder in (out.parent, out)})
 
 

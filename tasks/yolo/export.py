@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tasks.runtimes import FORMAT_RUNTIME, ExportError, Session, import_package, open_session, read_exported
+from tasks.runtimes import ExportError, Session, import_package, open_session, read_exported
 from tasks.timing import torch_threads
 from tasks.yolo.checkpoint import detection_model, load_checkpoint
 from tasks.yolo.runtime import yolov5_runtime
@@ -26,7 +26,6 @@ from tasks.yolo.training import THREADS
 
 __all__ = [
     "FORMAT_PACKAGES",
-    "FORMAT_RUNTIME",
     "RuntimeCheck",
     "check_export",
     "export_model",
