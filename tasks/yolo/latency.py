@@ -6,6 +6,7 @@ same input in interleaved rounds, best of N (tasks/timing.py), at each thread co
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -54,11 +55,13 @@ def runtime_files(
     return files
 
 
-def _runner(file: Path, runtime: AnyRuntime, threads: int) -> Callable[[np.ndarray], object]:
+def _runner(
+    file: Path, runtime: AnyRuntime, threads: int, torch_model: Callable[[Path], torch.nn.Module]
+) -> Callable[[np.ndarray], object]:
     """One forward pass of a float32 NCHW batch on `runtime` with `threads` CPU threads."""
     if runtime != "torch":
-        return open_session(file, runtime, threads)
-    model = export_model(file)
+        return open_session(file, runtime, threads)  # a session's thread count is fixed when it opens
+    model = torch_model(file)
 
     def run(image: np.ndarray) -> object:
         with torch.inference_mode(), torch_threads(threads):
@@ -75,9 +78,10 @@ def latency_matrix(
         raise ExportError(f"latency_matrix needs models and thread counts >= 1, got {list(files)} and {threads}")
     image = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
     matrix: Latencies = {}
+    torch_model = functools.cache(export_model)  # loaded and fused once, timed at each thread count
     for count in threads:
         runners = {
-            (name, runtime): _runner(file, runtime, count)
+            (name, runtime): _runner(file, runtime, count, torch_model)
             for name, by_runtime in files.items()
             for runtime, file in by_runtime.items()
         }
