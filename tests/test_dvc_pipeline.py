@@ -1,5 +1,5 @@
-"""The DVC pipeline: `dvc repro` reruns exactly the stages whose code, data or params changed (tests of the
-pruning and fine-tuning params, and of DVC experiments, are in test_dvc_experiments.py: another worker runs them)."""
+"""The DVC pipeline: `dvc repro` reruns exactly the stages whose code, data or params changed (DVC experiments
+are in test_dvc_experiments.py: another worker runs them on a copy of the same reproduced project)."""
 
 import json
 import os
@@ -57,6 +57,25 @@ def test_a_detect_param_reruns_exactly_what_follows_detect(reproduced: Path):
     assert {"detect", "flow_report", "macs", "track"} <= done  # at least what reads the changed params
     assert not done & {stage.name for stage in stages_upto("finetune")}
     assert json.loads((project / "metrics" / "flow.json").read_text())["interval"] == 3
+
+
+def test_pruning_and_finetune_params_rerun_exactly_what_they_change(reproduced: Path):
+    """Up to `finetune`: what follows it reruns by the same rule (input contents), checked above for detect."""
+    project = reproduced
+    for change, certain in (
+        ({"prune": {"ratio": 0.37, "iterative_steps": 2}, "finetune": {"epochs_per_step": 1}}, {"prune", "finetune"}),
+        ({"finetune": {"epochs": 2}}, {"finetune"}),  # the final fine-tune only: prune's is unchanged
+    ):
+        done, expected = repro_after(project, "finetune", **change)
+        assert done == expected, change
+        assert certain <= done and "base" not in done, change
+        if "ratio" in change.get("prune", {}):
+            assert json.loads((project / "metrics" / "prune.json").read_text())["ratio"] == 0.37
+        if "iterative_steps" in change.get("prune", {}):
+            steps = json.loads((project / "metrics" / "prune.json").read_text())["steps"]
+            assert [step.get("epochs") for step in steps] == [1, None]  # trained between steps, not after the last
+
+    # a base change (everything after base) is checked in tests/flows/test_pipeline.py
 
 
 def test_editing_a_helper_module_reruns_exactly_its_importers(reproduced: Path):
