@@ -51,8 +51,27 @@ PLUMBING = frozenset(
 )
 
 
+_AST_RACE = "AST constructor recursion depth mismatch"
+
+
+def _parse_source(path: Path, attempts: int = 3) -> ast.Module:
+    """`ast.parse` of a file, again when CPython 3.11.7's AST constructor reports a depth mismatch.
+
+    That SystemError is CPython's own race (gh-106905, fixed in 3.11.8): another thread building an AST at the same
+    moment, as Prefect does while a served flow run starts. The file is fine, and a second parse succeeds.
+    """
+    source = path.read_text()
+    for _ in range(attempts - 1):
+        try:
+            return ast.parse(source, str(path))
+        except SystemError as error:
+            if _AST_RACE not in str(error):
+                raise
+    return ast.parse(source, str(path))
+
+
 def _declares_stage(path: Path) -> bool:
-    tree = ast.parse(path.read_text(), str(path))
+    tree = _parse_source(path)
     return any(
         isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "STAGE" for t in node.targets)
         for node in tree.body
@@ -118,7 +137,7 @@ def _module_file(name: str) -> Path | None:
 
 
 def _imported_names(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(), str(path))
+    tree = _parse_source(path)
     package = path.relative_to(PROJECT).with_suffix("").parts[:-1]
     names: set[str] = set()
     for node in ast.walk(tree):  # function-level imports count: they run when the stage does

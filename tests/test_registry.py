@@ -1,5 +1,6 @@
 """The stage registry is the one source of truth: dvc.yaml, names, params sections and code deps agree with it."""
 
+import ast
 import copy
 from pathlib import Path
 
@@ -145,3 +146,40 @@ def test_an_unknown_stage_is_a_clear_error():
     with pytest.raises(StageError, match=r"no stage 'trak': stages are .*detect"):
         load_stage("trak")
     assert "detect" in declared_names()
+
+
+def _racing_parse(monkeypatch: pytest.MonkeyPatch, message: str, times: int) -> list[str]:
+    """ast.parse failing `times` times with SystemError(message) first, as CPython 3.11.7 does when another thread
+    builds an AST at the same moment (gh-106905); the calls are recorded."""
+    real, calls = ast.parse, []
+
+    def parse(source, filename="<unknown>", *args, **kwargs):
+        calls.append(filename)
+        if len(calls) <= times:
+            raise SystemError(message)
+        return real(source, filename, *args, **kwargs)
+
+    monkeypatch.setattr(ast, "parse", parse)
+    return calls
+
+
+def test_a_module_is_read_again_after_cpythons_ast_race(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    package = tmp_path / "tasks"
+    package.mkdir()
+    (package / "step.py").write_text("import tasks.helper\n")
+    (package / "helper.py").write_text("")
+    monkeypatch.setattr("tasks.registry.PROJECT", tmp_path)
+    calls = _racing_parse(monkeypatch, "AST constructor recursion depth mismatch (before=48, after=74)", times=1)
+    found = {p.relative_to(tmp_path).as_posix() for p in import_closure(package / "step.py")}
+    assert found == {"tasks/step.py", "tasks/helper.py"}
+    assert calls[:2] == [str(package / "step.py")] * 2  # the same file, parsed again
+
+
+def test_other_system_errors_of_the_parser_are_not_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "step.py").write_text("x = 1\n")
+    monkeypatch.setattr("tasks.registry.PROJECT", tmp_path)
+    calls = _racing_parse(monkeypatch, "something else", times=1)
+    with pytest.raises(SystemError, match="something else"):
+        import_closure(tmp_path / "tasks" / "step.py")
+    assert len(calls) == 1
