@@ -87,7 +87,8 @@ def tiny_params() -> dict:
         "finetune": TINY_FINETUNE.model_dump(),
         # OpenVINO's conversions are the slowest part of export and val: the DAG tests time ONNX Runtime only,
         # tests/test_export.py and tests/test_val.py cover OpenVINO
-        "val": {**TINY_VAL.model_dump(), "runtimes": ["torch", "onnxruntime"]},
+        # ... and at one thread count (tests/test_val.py times two)
+        "val": {**TINY_VAL.model_dump(), "runtimes": ["torch", "onnxruntime"], "latency_threads": [1]},
         "detect": TINY_DETECT.model_dump(),
         "crop": CropConfig().model_dump(),  # DVC wants every section a stage declares, defaults or not
         "flow_report": FlowReportConfig().model_dump(),
