@@ -57,8 +57,9 @@ _AST_RACE = "AST constructor recursion depth mismatch"
 def _parse_source(path: Path, attempts: int = 3) -> ast.Module:
     """`ast.parse` of a file, again when CPython 3.11.7's AST constructor reports a depth mismatch.
 
-    That SystemError is CPython's own race (gh-106905, fixed in 3.11.8): another thread building an AST at the same
-    moment, as Prefect does while a served flow run starts. The file is fine, and a second parse succeeds.
+    That SystemError is CPython's own bug (gh-106905, fixed in 3.11.8): the AST constructor's depth counter is shared,
+    so another thread building an AST at the same moment trips it (it failed a served flow run at its start here).
+    The file is fine, and parsing it again succeeds.
     """
     source = path.read_text()
     for _ in range(attempts - 1):
