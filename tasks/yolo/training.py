@@ -93,13 +93,15 @@ def _portable(value: Any, folders: tuple[tuple[Path, str], ...]) -> Any:
     """An absolute path as one relative to the first of `folders` holding it (after its label), else its name.
 
     Absolute paths differ between clones, machines and working folders; `opt` is only a record (a stripped
-    best.pt cannot resume).
+    best.pt cannot resume). Both sides are compared with symlinks resolved: a virtualenv reached through a link
+    found its own yolov5 yaml "outside" the package, and the checkpoint's bytes then differed from a fresh clone's.
     """
     if not isinstance(value, str) or not Path(value).is_absolute():
         return value
+    real = Path(value).resolve()
     for folder, label in folders:
-        if Path(value).is_relative_to(folder):
-            return str(Path(label) / Path(value).relative_to(folder))
+        if real.is_relative_to(folder.resolve()):
+            return str(Path(label) / real.relative_to(folder.resolve()))
     return Path(value).name
 
 

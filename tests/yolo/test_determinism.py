@@ -241,3 +241,16 @@ def test_absolute_paths_in_the_record_do_not_depend_on_the_clone(tmp_path: Path)
     assert _portable(str(tmp_path / "venv/yolov5/models/yolov5n.yaml"), folders) == "yolov5/models/yolov5n.yaml"
     assert _portable(str(tmp_path / "clone/models/pruned.pt"), folders) == "pruned.pt"
     assert _portable("models/pruned.pt", folders) == "models/pruned.pt" and _portable(640, folders) == 640
+
+
+def test_a_path_through_a_symlinked_virtualenv_is_recorded_as_from_a_plain_one(tmp_path: Path):
+    from tasks.yolo.training import _portable
+
+    (tmp_path / "venv/yolov5/models").mkdir(parents=True)
+    (tmp_path / "venv/yolov5/models/yolov5n.yaml").write_text("")
+    (tmp_path / "clone").mkdir()
+    (tmp_path / "clone/.venv").symlink_to(tmp_path / "venv")
+    package = tmp_path / "clone/.venv/yolov5"  # the package as the clone imports it
+    folders = ((tmp_path / "run", "."), (package, "yolov5"))
+    for found in (tmp_path / "venv/yolov5/models/yolov5n.yaml", package / "models/yolov5n.yaml"):
+        assert _portable(str(found), folders) == "yolov5/models/yolov5n.yaml"
