@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from flows.kernels import pin_cpu_kernels
 from tasks.config import (
     BaseConfig,
     ClassifierConfig,
@@ -29,6 +30,7 @@ os.environ["CUDA_VISIBLE_DEVICES"] = ""  # CPU only, like the machines this runs
 # of CPU, 251 -> 175 s of wall). libgomp reads it once, when torch loads: pytest imports this file before the
 # test modules import torch (the imports above do not), and subprocesses inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+pin_cpu_kernels()  # torch's kernels capped at AVX2, as every `lightweight` process runs (flows/kernels.py)
 
 REPO = Path(__file__).resolve().parents[1]
 
