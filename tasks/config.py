@@ -146,7 +146,7 @@ class PruneConfig(_Section):
 class FinetuneConfig(TrainingConfig):
     """Fine-tuning the pruned detector with the rewritten yaml."""
 
-    epochs: int = Field(15, ge=1)
+    epochs: int = Field(30, ge=1)
     epochs_per_step: int = Field(0, ge=0)  # with prune.iterative_steps > 1: fine-tune between steps (0: off)
 
 
