@@ -12,11 +12,12 @@ export YOLOv5_VERBOSE ?= True
 
 venv: $(VENV)/.installed
 
-# --no-compile: byte-compiling all of torch & co. took 75 s of a 180 s install here; Python compiles what it imports.
+# pip byte-compiles what it installs (75 s of a 180 s install here): not to be skipped with --no-compile, because
+# where PYTHONDONTWRITEBYTECODE is set (this machine, CI) every process would then compile torch from source again.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "pip==25.3"
-	$(BIN)/python -m pip install --quiet --no-compile -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
 
 demo: venv
