@@ -17,7 +17,8 @@ import sys
 from flows.kernels import AVX2_KERNELS
 
 _CHILD = """
-import json, sys, time, torch
+import json, sys, torch
+from tasks.timing import min_call_times
 from tasks.yolo import detection_model, load_checkpoint
 repeats = int(sys.argv[1])
 torch.set_num_threads(2)
@@ -31,17 +32,11 @@ def step():
     optimizer.zero_grad()
     sum(p.sum() for p in model(images)).backward()
     optimizer.step()
-def best(run):
-    run()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter(); run(); times.append(time.perf_counter() - start)
-    return min(times)
-train = best(step)
+train = min_call_times({"step": step}, repeats, warmup=1)["step"]
 model.eval()
 frame = torch.rand(1, 3, 384, 640)
 with torch.no_grad():
-    infer = best(lambda: model(frame))
+    infer = min_call_times({"infer": lambda: model(frame)}, repeats, warmup=1)["infer"]
 print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "train_step_s": train, "infer_s": infer}))
 """
 
